@@ -1,0 +1,51 @@
+# Set-up and entry points. `make demo` and `make test` create the environment when it is missing.
+#   make setup            CPU environment in .venv (Python 3.11)
+#   make setup GPU=cu112  GPU environment: mxnet-cu112 + NVIDIA's CUDA 11 pip packages
+#   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
+#   make test             the test suite
+#   make lint             snakemake --lint and snakefmt --check
+
+PYTHON ?= python3.11
+VENV ?= .venv
+GPU ?=
+CORES ?= 2
+SHELL := bash
+
+REQUIREMENTS := envs/requirements$(if $(GPU),-$(GPU)).txt
+STAMP := $(VENV)/.setup-$(if $(GPU),$(GPU),cpu)
+# Without GPU=..., use whichever environment is already set up rather than replacing it.
+READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(STAMP)))
+# activate puts the environment first on PATH (rules call `python`) and, for GPU, the CUDA libraries
+# on LD_LIBRARY_PATH.
+RUN := source $(VENV)/bin/activate &&
+
+.PHONY: setup demo test lint clean-demo
+
+setup: $(STAMP)
+
+$(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' is not Python 3.11 (it is: $$($(PYTHON) --version 2>&1))."; \
+	  echo "  mxnet 1.9.1 needs numpy < 1.24, whose last wheels are for Python <= 3.11, and"; \
+	  echo "  snakemake 9 needs Python >= 3.11. Install Python 3.11, then: make setup PYTHON=/path/to/python3.11"; \
+	  exit 1; }
+	rm -f $(VENV)/.setup-*
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
+	$(if $(GPU),$(VENV)/bin/python envs/wire_cuda_libraries.py $(VENV)/bin/activate)
+	$(RUN) python -c 'import mxnet, cv2; print("mxnet", mxnet.__version__, "| opencv", cv2.__version__)'
+	touch $@
+
+demo: $(READY)
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml
+
+test: $(READY)
+	$(RUN) python -m pytest
+
+lint: $(READY)
+	$(RUN) snakemake --lint
+	$(RUN) snakefmt --check workflow
+
+clean-demo:
+	rm -rf results/demo
