@@ -54,10 +54,13 @@ def pack(lst_path: str | Path, images_dir: str | Path, rec_path: str | Path, idx
                    str(prefix), str(Path(images_dir).resolve())]
         log.info("running %s", " ".join(command))
         result = subprocess.run(command, capture_output=True, text=True)
-        for line in (result.stdout + result.stderr).splitlines():
+        output = (result.stdout + result.stderr).splitlines()
+        for line in output:
             log.info("im2rec: %s", line)
         if result.returncode != 0:
-            raise InputError(f"{lst_path}: im2rec.py failed with exit code {result.returncode}")
+            reasons = [line for line in output if "error" in line.lower()]
+            raise InputError(f"{lst_path}: im2rec.py failed with exit code {result.returncode}"
+                             + (f": {reasons[0]}" if reasons else ""))
         count = check_packed(lst_path, prefix.with_suffix(".idx"))
         for built, final in ((prefix.with_suffix(".rec"), rec_path), (prefix.with_suffix(".idx"), idx_path)):
             with atomic_path(final) as partial:

@@ -20,6 +20,11 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
+def entry_script(name):
+    """A rule's entry script, declared as an input so that editing it reruns the rule."""
+    return str(SCRIPTS / name)
+
+
 def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
 
@@ -51,7 +56,9 @@ def data_targets():
         root = f"{OUT}/{dataset}"
         targets += expand(f"{root}/arrays/{{split}}.npz", split=SPLITS)
         targets += expand(f"{root}/images/{{split}}.lst", split=SPLITS)
-        targets += expand(f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"])
+        targets += expand(
+            f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"]
+        )
         targets += [
             f"{root}/mean_{height}x{width}.bin"
             for height, width in config["mean_image_sizes"]

@@ -1,6 +1,7 @@
 rule plot_samples:
     input:
-        f"{OUT}/{{dataset}}/arrays/train.npz",
+        arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
+        script=entry_script("plot_samples.py"),
     output:
         report(
             f"{OUT}/figures/{{dataset}}_samples.png",
@@ -8,12 +9,12 @@ rule plot_samples:
             category="Data",
             labels={"dataset": "{dataset}", "figure": "first training images"},
         ),
-    params:
-        grid=config["sample_grid"],
     log:
         f"{OUT}/logs/plot_samples/{{dataset}}.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        grid=config["sample_grid"],
     shell:
-        "python {SCRIPTS}/plot_samples.py --arrays {input} --dataset {wildcards.dataset}"
+        "python {input.script} --arrays {input.arrays} --dataset {wildcards.dataset}"
         " --rows {params.grid[rows]} --columns {params.grid[columns]} --output {output} --log {log}"

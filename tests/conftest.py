@@ -1,0 +1,88 @@
+"""Fixtures shared by the tests: CIFAR-format archives generated in the official layout, a loopback
+HTTP server that serves them, and a runner for the real `snakemake` command line."""
+
+import functools
+import http.server
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+import synthetic_cifar
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+BIN = Path(sys.executable).parent
+
+# tiny but complete: every class present in both splits
+TEST_ARCHIVES = {
+    "cifar10": {"file": "cifar-10-python.tar.gz", "train_per_class": 6, "test_per_class": 2},
+    "cifar100": {"file": "cifar-100-python.tar.gz", "train_per_class": 1, "test_per_class": 1},
+}
+
+
+def run_snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir`; `config` becomes its config/config.yaml (the Snakefile's default)."""
+    if config is not None:
+        (workdir / "config").mkdir(parents=True, exist_ok=True)
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+               "--cores", "2", *args]
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), "LC_ALL": "C.UTF-8"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def archives(tmp_path_factory):
+    """{dataset: (path, md5, members)} of archives in the official layout."""
+    folder = tmp_path_factory.mktemp("served")
+    made = {}
+    for dataset, spec in TEST_ARCHIVES.items():
+        members = synthetic_cifar.archive_members(dataset, spec["train_per_class"], spec["test_per_class"],
+                                                  seed=1, noise=30.0)
+        path = folder / spec["file"]
+        made[dataset] = (path, synthetic_cifar.write_archive(path, members), members)
+    return made
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def http_base_url(archives):
+    """Base URL of a server on 127.0.0.1 serving the archives' folder."""
+    folder = next(iter(archives.values()))[0].parent
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def scheduled_rules(dry_run_output: str) -> dict[str, int]:
+    """Rule -> job count, from the "Job stats" table a (dry) run prints."""
+    lines = dry_run_output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["job", "count"])
+    counts = {}
+    for line in lines[header + 2:]:
+        rule, count = line.split()
+        if rule == "total":
+            return counts
+        counts[rule] = int(count)
+    raise ValueError("no total line in the job stats")
+
+
+def http_config(archives, base_url: str, **overrides) -> dict:
+    config = {
+        "output_dir": "results",
+        "datasets": {dataset: {"url": f"{base_url}/{path.name}", "md5": md5}
+                     for dataset, (path, md5, _) in archives.items()},
+    }
+    config.update(overrides)
+    return config
