@@ -34,7 +34,9 @@ $(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
 	$(if $(GPU),$(VENV)/bin/python envs/wire_cuda_libraries.py $(VENV)/bin/activate)
-	$(RUN) python -c 'import mxnet, cv2; print("mxnet", mxnet.__version__, "| opencv", cv2.__version__)'
+	$(RUN) python -c 'import mxnet, cv2; print("mxnet", mxnet.__version__, "| opencv", cv2.__version__)' || { \
+	  echo "error: the new environment in $(VENV) cannot import mxnet (see above).$(if $(GPU), mxnet-$(GPU)\
+	  needs an NVIDIA driver >= 450.80 (libcuda.so.1); on a machine without one use 'make setup'.)"; exit 1; }
 	touch $@
 
 demo: $(READY)
