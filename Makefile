@@ -40,7 +40,7 @@ $(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
 	touch $@
 
 demo: $(READY)
-	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config
 
 test: $(READY)
 	$(RUN) python -m pytest

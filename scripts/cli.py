@@ -1,8 +1,8 @@
 """What every rule entry point shares: logging to the rule's log and to stderr, and clear failures.
 
-A rule's script fails on bad input by raising `InputError` with a message that names the input and
-what is wrong; `run` prints it as one line (no traceback) and exits 1, so Snakemake marks the job
-failed and deletes its declared outputs.
+A rule's script fails by raising a `PipelineError` (an `InputError` for bad input, naming the input
+and what is wrong; a `TrainingError` when training itself fails); `run` prints it as one line (no
+traceback) and exits 1, so Snakemake marks the job failed and deletes its declared outputs.
 """
 
 import argparse
@@ -12,8 +12,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 
-class InputError(Exception):
+class PipelineError(Exception):
+    """A failure explained by its message; no traceback needed."""
+
+
+class InputError(PipelineError):
     """An input (archive, pickle, config value, file) is missing or malformed."""
+
+
+class TrainingError(PipelineError):
+    """Training cannot go on (e.g. the loss became NaN)."""
 
 
 def setup_logging(log_path: str | None) -> logging.Logger:
@@ -33,13 +41,13 @@ def setup_logging(log_path: str | None) -> logging.Logger:
 
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
         argv: Sequence[str] | None = None) -> int:
-    """Parse arguments (every entry has --log), run `main`, and turn an InputError into exit 1."""
+    """Parse arguments (every entry has --log), run `main`, and turn a PipelineError into exit 1."""
     parser.add_argument("--log", help="log file (the rule's log:)")
     args = parser.parse_args(argv)
     log = setup_logging(args.log)
     try:
         main(args)
-    except InputError as error:
+    except PipelineError as error:
         log.error("%s", error)
         return 1
     return 0

@@ -57,7 +57,8 @@ def copy_hashing(source: BinaryIO, target: BinaryIO, max_bytes: int, origin: str
 
 
 def fetch(url: str, destination: Path, md5: str, timeout: float, max_bytes: int) -> None:
-    """Download `url` to `destination` if and only if its MD5 equals `md5`."""
+    """Download `url` to `destination` if and only if its MD5 equals `md5` (an empty `md5` verifies
+    nothing and logs the MD5 instead)."""
     with atomic_path(destination) as partial:
         with open(partial, "wb") as target:
             path = local_source(url)
@@ -72,12 +73,14 @@ def fetch(url: str, destination: Path, md5: str, timeout: float, max_bytes: int)
                         actual = copy_hashing(response, target, max_bytes, url)
                 except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                     raise InputError(f"{url}: download failed: {error}") from error
-        if actual != md5.lower():
+        if not md5:
+            log.warning("%s: no MD5 configured, so the download is not verified; its MD5 is %s", url, actual)
+        elif actual != md5.lower():
             raise InputError(
                 f"{url}: MD5 mismatch: expected {md5.lower()}, got {actual} "
                 "(corrupt or unexpected file; set the dataset's md5 in the config if you meant to use it)"
             )
-        log.info("%s: %d bytes, MD5 %s verified -> %s", url, partial.stat().st_size, actual, destination)
+        log.info("%s: %d bytes, MD5 %s -> %s", url, partial.stat().st_size, actual, destination)
 
 
 def _main(args: argparse.Namespace) -> None:
@@ -87,7 +90,7 @@ def _main(args: argparse.Namespace) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
-    parser.add_argument("--md5", required=True)
+    parser.add_argument("--md5", required=True, help='expected MD5; "" to accept any (logged)')
     parser.add_argument("--output", required=True)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
     parser.add_argument("--max-bytes", type=int, default=1 << 30)

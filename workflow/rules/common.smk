@@ -1,6 +1,9 @@
+import json
+import re
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -9,15 +12,70 @@ OUT = config["output_dir"].rstrip("/")
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
 DATASETS = sorted(config["datasets"])
 SPLITS = ["train", "test"]
+EXPERIMENTS = config["experiments"]
+PRETRAINED = config["pretrained_models"]
 
 # The rules' helpers share the scripts' own URL handling rather than restating it.
 sys.path.insert(0, str(SCRIPTS))
 from download import archive_name, local_source  # noqa: E402
 
 
+def choice_of(names):
+    """A wildcard constraint matching exactly these names (or nothing)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 wildcard_constraints:
-    dataset="|".join(DATASETS),
-    split="|".join(SPLITS),
+    dataset=choice_of(DATASETS),
+    split=choice_of(SPLITS),
+    experiment=choice_of(EXPERIMENTS),
+    model=choice_of(PRETRAINED),
+
+
+def check_references():
+    """What the schema cannot say: names that must refer to other config entries."""
+    for name, experiment in EXPERIMENTS.items():
+        init = experiment["init"]
+        if init["type"] == "pretrained" and init["model"] not in PRETRAINED:
+            raise ValueError(
+                f"experiments.{name}.init.model: {init['model']!r} is not in pretrained_models "
+                f"({', '.join(PRETRAINED) or 'none'})"
+            )
+        if init["type"] == "experiment":
+            source = EXPERIMENTS.get(init["experiment"])
+            if source is None or init["experiment"] == name:
+                raise ValueError(
+                    f"experiments.{name}.init.experiment: {init['experiment']!r} is not another experiment"
+                )
+            if source["dataset"] != experiment["dataset"]:
+                raise ValueError(
+                    f"experiments.{name}.init.experiment: {init['experiment']!r} trains on "
+                    f"{source['dataset']}, not {experiment['dataset']}"
+                )
+    for model, spec in PRETRAINED.items():
+        if "experiment" in spec and spec["experiment"] not in EXPERIMENTS:
+            raise ValueError(
+                f"pretrained_models.{model}.experiment: {spec['experiment']!r} is not an experiment"
+            )
+
+
+def warn_about_capped_gpus():
+    """Snakemake silently lowers a job's resources to the run's --resources limit."""
+    limit = workflow.global_resources.get("gpu")
+    limit = getattr(limit, "value", limit)
+    if limit is None:
+        return
+    for name, experiment in EXPERIMENTS.items():
+        if experiment["gpus"] > limit:
+            logger.warning(
+                f"!!! WARNING: experiment {name} asks for {experiment['gpus']} GPUs but this run allows "
+                f"--resources gpu={limit}: Snakemake caps it, so it will train on {limit} devices. "
+                f"Raise --resources gpu or lower experiments.{name}.gpus."
+            )
+
+
+check_references()
+warn_about_capped_gpus()
 
 
 def entry_script(name):
@@ -64,6 +122,72 @@ def data_targets():
             for height, width in config["mean_image_sizes"]
         ]
     return targets
+
+
+def experiment_config(wildcards):
+    return EXPERIMENTS[wildcards.experiment]
+
+
+def experiment_files(name):
+    folder = f"{OUT}/experiments/{name}"
+    return {
+        "metrics": f"{folder}/metrics.csv",
+        "symbol": f"{folder}/model-symbol.json",
+        "params": f"{folder}/model-final.params",
+        "run": f"{folder}/run.json",
+    }
+
+
+def pretrained_files(model):
+    """Symbol and params of a pretrained model: downloaded, or an experiment's final model."""
+    spec = PRETRAINED[model]
+    if "experiment" in spec:
+        files = experiment_files(spec["experiment"])
+        return {"init_symbol": files["symbol"], "init_params": files["params"]}
+    return {
+        f"init_{part}": f"{OUT}/pretrained/{model}/{archive_name(spec[part]['url'])}"
+        for part in ("symbol", "params")
+    }
+
+
+def pretrained_source(wildcards):
+    """The symbol or params entry of a pretrained model that a download is for."""
+    for part in ("symbol", "params"):
+        source = PRETRAINED[wildcards.model][part]
+        if archive_name(source["url"]) == wildcards.file:
+            return source
+    raise ValueError(f"pretrained_models.{wildcards.model} has no file named {wildcards.file}")
+
+
+def training_inputs(wildcards):
+    experiment = experiment_config(wildcards)
+    root = f"{OUT}/{experiment['dataset']}"
+    inputs = {
+        "train_rec": f"{root}/rec/train.rec",
+        "train_idx": f"{root}/rec/train.idx",
+        "val_rec": f"{root}/rec/test.rec",
+        "val_idx": f"{root}/rec/test.idx",
+        "script": entry_script("train.py"),
+    }
+    if experiment["mean_image"]:
+        _, height, width = experiment["data_shape"]
+        inputs["mean"] = f"{root}/mean_{height}x{width}.bin"
+    init = experiment["init"]
+    if init["type"] == "pretrained":
+        inputs |= pretrained_files(init["model"])
+    elif init["type"] == "experiment":
+        files = experiment_files(init["experiment"])
+        inputs |= {"init_symbol": files["symbol"], "init_params": files["params"]}
+    return inputs
+
+
+def optional_training_args(wildcards, input):
+    flags = {"mean": "--mean", "init_symbol": "--init-symbol", "init_params": "--init-params"}
+    return " ".join(f"{flag} {getattr(input, key)}" for key, flag in flags.items() if key in input.keys())
+
+
+def experiment_targets():
+    return [path for name in EXPERIMENTS for path in experiment_files(name).values()]
 
 
 def figure_targets():
