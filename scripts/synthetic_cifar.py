@@ -135,9 +135,8 @@ def archive_members(dataset: str, train_per_class: int, test_per_class: int, see
     }
 
 
-def write_archive(path: str | Path, members: dict[str, object]) -> str:
-    """Write a deterministic tar.gz of pickled members (bytes members are stored as they are);
-    return its MD5."""
+def archive_bytes(members: dict[str, object]) -> bytes:
+    """A deterministic tar.gz of pickled members (bytes members are stored as they are)."""
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", filename="", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for name, obj in members.items():
@@ -145,9 +144,15 @@ def write_archive(path: str | Path, members: dict[str, object]) -> str:
             info = tarfile.TarInfo(name)
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
+    return buffer.getvalue()
+
+
+def write_archive(path: str | Path, members: dict[str, object]) -> str:
+    """Write the archive of `members`; return its MD5."""
+    blob = archive_bytes(members)
     with atomic_path(path) as partial:
-        partial.write_bytes(buffer.getvalue())
-    return hashlib.md5(buffer.getvalue()).hexdigest()
+        partial.write_bytes(blob)
+    return hashlib.md5(blob).hexdigest()
 
 
 def _main(args: argparse.Namespace) -> None:

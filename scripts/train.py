@@ -232,21 +232,29 @@ def metric_values(metric: mx.metric.CompositeEvalMetric, prefix: str) -> dict[st
     return {f"{prefix}_{names[name]}": float(value) for name, value in zip(*metric.get())}
 
 
+def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean cross-entropy of a batch, unclipped (MXNet's metric adds 1e-12 and hides an infinite
+    loss): inf when the true class gets probability 0, nan when the outputs are nan."""
+    with np.errstate(divide="ignore"):
+        return float(-np.log(probabilities[np.arange(len(labels)), labels.astype(np.int64)]).mean())
+
+
 def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: int) -> tuple[int, float]:
     """One pass over the training data; returns (samples, seconds). Stops on a NaN/inf loss."""
     metric.reset()
-    cross_entropy = metric.metrics[1]
     start = last_report = time.time()
     samples = reported_samples = 0
     for number, batch in enumerate(batches, start=1):
         module.forward_backward(batch)
         module.update()
         real = batch.data[0].shape[0] - batch.pad
-        metric.update([batch.label[0][:real]], [module.get_outputs()[0][:real]])
+        labels, probabilities = batch.label[0][:real], module.get_outputs()[0][:real]
+        metric.update([labels], [probabilities])
         samples += real
-        if not math.isfinite(cross_entropy.get()[1]):
-            raise TrainingError(f"loss is {cross_entropy.get()[1]} at epoch {epoch}, batch {number}, "
-                                f"learning rate {lr:g}: training diverged (lower the learning rate?)")
+        loss = batch_loss(labels.asnumpy(), probabilities.asnumpy())
+        if not math.isfinite(loss):
+            raise TrainingError(f"loss is {loss} at epoch {epoch}, batch {number}, learning rate {lr:g}: "
+                                "training diverged (lower the learning rate?)")
         if number % disp_batches == 0:
             now = time.time()
             log.info("epoch %d batch %d: %.1f samples/s, %s", epoch, number,
@@ -334,6 +342,9 @@ def train(name: str, experiment: dict, data: Data, outputs: Outputs, gpus: int, 
             samples, seconds = train_epoch(module, batches, metric, epoch + 1, lr, experiment["disp_batches"])
             shown_lr = "" if experiment["optimizer"] in WITHOUT_LEARNING_RATE else lr
             row = {"epoch": epoch + 1, "lr": shown_lr, **metric_values(metric, "train")}
+            # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
+            # the average back makes validation, the checkpoint and a resumed run see the same model.
+            module.set_params(*module.get_params())
             validation.reset()
             evaluate(module, validation, metric)
             row |= metric_values(metric, "val") | {"seconds": round(seconds, 3),

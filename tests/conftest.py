@@ -2,6 +2,7 @@
 HTTP server that serves them, and a runner for the real `snakemake` command line."""
 
 import functools
+import hashlib
 import http.server
 import subprocess
 import sys
@@ -83,6 +84,24 @@ def http_config(archives, base_url: str, **overrides) -> dict:
         "output_dir": "results",
         "datasets": {dataset: {"url": f"{base_url}/{path.name}", "md5": md5}
                      for dataset, (path, md5, _) in archives.items()},
+    }
+    config.update(overrides)
+    return config
+
+
+@functools.cache
+def synthetic_md5(dataset: str, train_per_class: int, test_per_class: int) -> str:
+    """MD5 of the archive rule synthesize_archive makes with these options (seed 0, noise 30)."""
+    members = synthetic_cifar.archive_members(dataset, train_per_class, test_per_class, seed=0, noise=30.0)
+    return hashlib.md5(synthetic_cifar.archive_bytes(members)).hexdigest()
+
+
+def synthetic_config(sizes: dict[str, tuple[int, int]], **overrides) -> dict:
+    """A config whose datasets the workflow generates itself: {dataset: (train, test) per class}."""
+    config = {
+        "synthetic_archives": {d: {"train_per_class": tr, "test_per_class": te} for d, (tr, te) in sizes.items()},
+        "datasets": {d: {"url": f"file:results/synthetic/{d}.tar.gz", "md5": synthetic_md5(d, tr, te)}
+                     for d, (tr, te) in sizes.items()},
     }
     config.update(overrides)
     return config

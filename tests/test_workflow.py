@@ -4,23 +4,29 @@ import subprocess
 
 import cv2
 import pytest
+import yaml
 
 from conftest import BIN, REPO, run_snakemake, scheduled_rules
 
 
-def test_demo_config_runs_the_data_chain_from_its_own_archives(tmp_path):
-    """config/demo.yaml over config/config.yaml, as `make demo` runs it (file: URLs, results/demo)."""
+def test_demo_runs_the_whole_pipeline_from_its_own_archives(tmp_path):
+    """`make demo`'s run: config/demo.yaml alone (file: URLs, results/demo, the twin experiments)."""
     (tmp_path / "config").mkdir()
     for name in ("config.yaml", "demo.yaml"):
         (tmp_path / "config" / name).write_text((REPO / "config" / name).read_text())
-    result = run_snakemake(tmp_path, "--configfile", "config/demo.yaml")
+    demo_run = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
+    result = run_snakemake(tmp_path, *demo_run)
     assert result.returncode == 0, result.stderr[-3000:]
     demo = tmp_path / "results" / "demo"
     for dataset in ("cifar10", "cifar100"):
         assert (demo / dataset / "rec" / "train.rec").stat().st_size > 0
         assert cv2.imread(str(demo / "figures" / f"{dataset}_samples.png")) is not None
+    demo_config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    for name, experiment in demo_config["experiments"].items():
+        rows = (demo / "experiments" / name / "metrics.csv").read_text().splitlines()
+        assert len(rows) == 1 + experiment["num_epochs"], name
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["demo"]  # no collision with a full run
-    again = run_snakemake(tmp_path, "--configfile", "config/demo.yaml", "--dry-run")
+    again = run_snakemake(tmp_path, *demo_run, "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
