@@ -4,6 +4,7 @@
 #   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
 #   make test             the test suite
 #   make lint             snakemake --lint and snakefmt --check
+#   make benchmark        training loop vs bare Module.fit, and the loader alone, on the demo data
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -19,7 +20,7 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # on LD_LIBRARY_PATH.
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test lint benchmark clean-demo
 
 setup: $(STAMP)
 
@@ -48,6 +49,12 @@ test: $(READY)
 lint: $(READY)
 	$(RUN) snakemake --lint
 	$(RUN) snakefmt --check workflow
+
+DEMO_REC := results/demo/cifar10/rec
+benchmark: $(READY)
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \
+	  $(DEMO_REC)/train.rec $(DEMO_REC)/test.rec
+	$(RUN) OMP_NUM_THREADS=$(CORES) python scripts/benchmark_training.py --rec-dir $(DEMO_REC)
 
 clean-demo:
 	rm -rf results/demo

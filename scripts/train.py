@@ -5,9 +5,10 @@ devices, Xavier initialisation, one readable epoch loop.
 
 Exact resume: after every epoch the parameters, the optimizer state (with the optimizer itself, so
 update counts survive) and the metrics so far are checkpointed outside the declared outputs. A rerun
-continues from the last complete epoch. Each epoch draws its data order, augmentation and random
-operators (e.g. RReLU slopes) from seeds derived from (seed, epoch), and the learning rate is a
-function of the epoch, so a resumed run repeats exactly what an uninterrupted one does.
+continues from the last complete epoch. Each epoch builds its loader afresh with a shuffle seed and
+seeds the random operators (e.g. RReLU slopes) from (seed, epoch), one decoding thread makes the
+crops reproducible, and the learning rate is a function of the epoch, so a resumed run repeats
+exactly what an uninterrupted one does.
 """
 
 import argparse
@@ -200,11 +201,13 @@ def record_iter(data: Data, experiment: dict, train: bool, seed: int) -> mx.io.I
         data_shape=tuple(experiment["data_shape"]),
         batch_size=experiment["batch_size"],
         shuffle=train,
-        seed=seed,
-        seed_aug=seed,  # per-record augmentation seeds: same crops whatever the thread scheduling
+        seed=seed,  # the shuffle's
         rand_crop=augment["rand_crop"],  # without it, the centre crop
         rand_mirror=augment["rand_mirror"],
-        preprocess_threads=2,
+        # Each decoding thread draws crops from its own generator, and records go to whichever thread
+        # is free: one thread makes the draws reproducible. (seed_aug would too, but it reseeds by
+        # position in the batch, so every batch of an epoch would get the same crops.)
+        preprocess_threads=experiment["loader_threads"],
     )
     if data.mean:
         options["mean_img"] = data.mean
@@ -239,10 +242,10 @@ def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
         return float(-np.log(probabilities[np.arange(len(labels)), labels.astype(np.int64)]).mean())
 
 
-def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: int) -> tuple[int, float]:
-    """One pass over the training data; returns (samples, seconds). Stops on a NaN/inf loss."""
+def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: int) -> int:
+    """One pass over the training data; returns the sample count. Stops on a NaN/inf loss."""
     metric.reset()
-    start = last_report = time.time()
+    last_report = time.time()
     samples = reported_samples = 0
     for number, batch in enumerate(batches, start=1):
         module.forward_backward(batch)
@@ -261,7 +264,7 @@ def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: in
                      (samples - reported_samples) / (now - last_report),
                      ", ".join(f"{n} {v:.4f}" for n, v in zip(*metric.get())))
             last_report, reported_samples = now, samples
-    return samples, time.time() - start
+    return samples
 
 
 def git_revision(folder: Path) -> str:
@@ -331,22 +334,24 @@ def train(name: str, experiment: dict, data: Data, outputs: Outputs, gpus: int, 
                               optimizer=experiment["optimizer"], optimizer_params=experiment["optimizer_params"])
         if begin:
             updater_of(module).set_states(checkpoints.states_path(begin).read_bytes())
-        validation = record_iter(data, experiment, train=False, seed=0)
         metric = make_metric(num_classes)
         base_lr = experiment["optimizer_params"].get("learning_rate", 0.01)
         for epoch in range(begin, experiment["num_epochs"]):
             lr = learning_rate(base_lr, experiment["lr_schedule"], epoch)
             updater_of(module).optimizer.set_learning_rate(lr)
             mx.random.seed(epoch_seed(experiment["seed"], epoch))
+            epoch_start = time.time()  # the epoch's loader start-up counts too
             batches = record_iter(data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch))
-            samples, seconds = train_epoch(module, batches, metric, epoch + 1, lr, experiment["disp_batches"])
+            samples = train_epoch(module, batches, metric, epoch + 1, lr, experiment["disp_batches"])
+            seconds = time.time() - epoch_start
             shown_lr = "" if experiment["optimizer"] in WITHOUT_LEARNING_RATE else lr
             row = {"epoch": epoch + 1, "lr": shown_lr, **metric_values(metric, "train")}
             # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
             # the average back makes validation, the checkpoint and a resumed run see the same model.
             module.set_params(*module.get_params())
-            validation.reset()
-            evaluate(module, validation, metric)
+            # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
+            # partial starts the next pass shifted, and a reset during its first prefetch is racy.
+            evaluate(module, record_iter(data, experiment, train=False, seed=0), metric)
             row |= metric_values(metric, "val") | {"seconds": round(seconds, 3),
                                                     "samples_per_second": round(samples / seconds, 1)}
             rows.append(row)

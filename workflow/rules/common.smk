@@ -156,7 +156,9 @@ def pretrained_source(wildcards):
         source = PRETRAINED[wildcards.model][part]
         if archive_name(source["url"]) == wildcards.file:
             return source
-    raise ValueError(f"pretrained_models.{wildcards.model} has no file named {wildcards.file}")
+    raise ValueError(
+        f"pretrained_models.{wildcards.model} has no file named {wildcards.file}"
+    )
 
 
 def training_inputs(wildcards):
@@ -182,8 +184,16 @@ def training_inputs(wildcards):
 
 
 def optional_training_args(wildcards, input):
-    flags = {"mean": "--mean", "init_symbol": "--init-symbol", "init_params": "--init-params"}
-    return " ".join(f"{flag} {getattr(input, key)}" for key, flag in flags.items() if key in input.keys())
+    flags = {
+        "mean": "--mean",
+        "init_symbol": "--init-symbol",
+        "init_params": "--init-params",
+    }
+    return " ".join(
+        f"{flag} {getattr(input, key)}"
+        for key, flag in flags.items()
+        if key in input.keys()
+    )
 
 
 def experiment_targets():

@@ -7,15 +7,15 @@ rule download_pretrained:
         script=entry_script("download.py"),
     output:
         f"{OUT}/pretrained/{{model}}/{{file}}",
+    log:
+        f"{OUT}/logs/download_pretrained/{{model}}/{{file}}.log",
+    conda:
+        "../../envs/data.yaml"
     params:
         url=lambda wildcards: pretrained_source(wildcards)["url"],
         md5=lambda wildcards: pretrained_source(wildcards).get("md5", ""),
         timeout=config["download"]["timeout_seconds"],
         max_bytes=config["download"]["max_bytes"],
-    log:
-        f"{OUT}/logs/download_pretrained/{{model}}/{{file}}.log",
-    conda:
-        "../../envs/data.yaml"
     shell:
         "python {input.script} --url {params.url:q} --md5 {params.md5:q} --output {output}"
         " --timeout {params.timeout} --max-bytes {params.max_bytes} --log {log}"
@@ -26,6 +26,15 @@ rule train:
         unpack(training_inputs),
     output:
         **experiment_files("{experiment}"),
+    log:
+        f"{OUT}/experiments/{{experiment}}/train.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/{{experiment}}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
     params:
         experiment=lambda wildcards: json.dumps(experiment_config(wildcards)),
         optional=optional_training_args,
@@ -33,15 +42,6 @@ rule train:
         checkpoints=lambda wildcards: f"{OUT}/checkpoints/{wildcards.experiment}",
         gpu_ids=json.dumps(config["gpu_ids"]),
         lock_dir=config["gpu_lock_dir"],
-    threads: 2
-    resources:
-        gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
-    log:
-        f"{OUT}/experiments/{{experiment}}/train.log",
-    benchmark:
-        f"{OUT}/benchmarks/train/{{experiment}}.tsv"
-    conda:
-        "../../envs/train.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python {input.script} --name {wildcards.experiment}"
         " --experiment-json {params.experiment:q}"
