@@ -346,6 +346,10 @@ def train(name: str, experiment: dict, data: Data, outputs: Outputs, gpus: int, 
             seconds = time.time() - epoch_start
             shown_lr = "" if experiment["optimizer"] in WITHOUT_LEARNING_RATE else lr
             row = {"epoch": epoch + 1, "lr": shown_lr, **metric_values(metric, "train")}
+            # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without
+            # declaring them as outputs to the engine, so reading them now could race the last batch's
+            # update (it did, for bn0, whose backward runs last). Wait for every pending operation.
+            mx.nd.waitall()
             # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
             # the average back makes validation, the checkpoint and a resumed run see the same model.
             module.set_params(*module.get_params())
