@@ -41,7 +41,7 @@ $(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
 	touch $@
 
 demo: $(READY)
-	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config
+	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config all report
 
 test: $(READY)
 	$(RUN) python -m pytest

@@ -14,6 +14,7 @@ DATASETS = sorted(config["datasets"])
 SPLITS = ["train", "test"]
 EXPERIMENTS = config["experiments"]
 PRETRAINED = config["pretrained_models"]
+FIGURES = config["figures"]
 
 # The rules' helpers share the scripts' own URL handling rather than restating it.
 sys.path.insert(0, str(SCRIPTS))
@@ -30,6 +31,7 @@ wildcard_constraints:
     split=choice_of(SPLITS),
     experiment=choice_of(EXPERIMENTS),
     model=choice_of(PRETRAINED),
+    figure=choice_of(FIGURES),
 
 
 def check_references():
@@ -57,6 +59,15 @@ def check_references():
             raise ValueError(
                 f"pretrained_models.{model}.experiment: {spec['experiment']!r} is not an experiment"
             )
+    for figure, spec in FIGURES.items():
+        unknown = [name for name in spec["experiments"] if name not in EXPERIMENTS]
+        if unknown:
+            raise ValueError(
+                f"figures.{figure}.experiments: not experiments: {unknown}"
+            )
+    unknown = [name for name in config["published_accuracy"] if name not in EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"published_accuracy: not experiments: {unknown}")
 
 
 def warn_about_capped_gpus():
@@ -201,4 +212,49 @@ def experiment_targets():
 
 
 def figure_targets():
-    return expand(f"{OUT}/figures/{{dataset}}_samples.png", dataset=DATASETS)
+    return expand(f"{OUT}/figures/{{dataset}}_samples.png", dataset=DATASETS) + expand(
+        f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "svg"]
+    )
+
+
+def table_targets():
+    if not EXPERIMENTS:
+        return []
+    return expand(
+        f"{OUT}/tables/{{table}}.{{ext}}",
+        table=["summary", "params_diff"],
+        ext=["csv", "md"],
+    )
+
+
+def figure_spec(wildcards):
+    return FIGURES[wildcards.figure]
+
+
+def figure_metrics(wildcards):
+    return [
+        experiment_files(name)["metrics"]
+        for name in figure_spec(wildcards)["experiments"]
+    ]
+
+
+def named(paths_by_name):
+    """NAME=PATH arguments for the figure and summary scripts."""
+    return " ".join(f"{name}={path}" for name, path in paths_by_name.items())
+
+
+def figure_category(wildcards):
+    """Report section: the dataset of the figure's experiments, if they share one."""
+    datasets = {
+        EXPERIMENTS[name]["dataset"] for name in figure_spec(wildcards)["experiments"]
+    }
+    return (
+        {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(datasets.pop())
+        if len(datasets) == 1
+        else "Comparisons"
+    )
+
+
+def summary_groups():
+    """Experiment groups whose differing hyperparameters the params table shows: each figure's."""
+    return {figure: spec["experiments"] for figure, spec in FIGURES.items()}

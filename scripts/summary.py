@@ -1,0 +1,240 @@
+"""Tables of the experiments' results, and of how the experiments of a group differ.
+
+- `summary_table`: one row per experiment: best and final validation accuracy (%), wall time,
+  training throughput, the devices it ran on, and the published accuracy with the difference from it;
+- `params_diff`: for a group of experiments (e.g. one figure's), the hyperparameters that differ, in the
+  manner of `dvc params diff`: one row per dotted config key, one column per experiment.
+
+Both are written as CSV and as GitHub-flavoured markdown (`to_markdown`, which needs no `tabulate`).
+"""
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from atomic import atomic_path
+from cli import InputError, run
+from figures import load_metrics, mean_samples_per_second, named_path, named_paths
+
+log = logging.getLogger("cifar-repro")
+
+SUMMARY_COLUMNS = ["experiment", "dataset", "network", "epochs", "best_val_accuracy", "best_epoch",
+                   "final_val_accuracy", "final_val_top5_accuracy", "wall_hours", "samples_per_second",
+                   "devices", "published", "difference"]
+# what summary_table reads from a run.json
+RUN_FIELDS = [("experiment",), ("config", "dataset"), ("config", "network"), ("devices", "description"),
+              ("wall_seconds",)]
+
+
+# ---------------------------------------------------------------- results
+
+
+def summary_row(name: str, run: dict, metrics: pd.DataFrame, published: float | None) -> dict:
+    """Accuracies in %; samples/s as in the throughput figure (the first epoch left out when there are
+    more); difference = final - published, in percentage points."""
+    best = metrics.loc[metrics["val_accuracy"].idxmax()]  # the first epoch reaching the maximum
+    final = metrics.iloc[-1]
+    final_accuracy = final["val_accuracy"] * 100
+    return {
+        "experiment": name,
+        "dataset": run["config"]["dataset"],
+        "network": run["config"]["network"],
+        "epochs": len(metrics),
+        "best_val_accuracy": best["val_accuracy"] * 100,
+        "best_epoch": int(best["epoch"]),
+        "final_val_accuracy": final_accuracy,
+        "final_val_top5_accuracy": final.get("val_top5_accuracy", math.nan) * 100,
+        "wall_hours": run["wall_seconds"] / 3600,
+        "samples_per_second": mean_samples_per_second(metrics),
+        "devices": run["devices"]["description"],
+        "published": math.nan if published is None else published,
+        "difference": math.nan if published is None else final_accuracy - published,
+    }
+
+
+def summary_table(runs: dict[str, dict], metrics: dict[str, pd.DataFrame],
+                  published: dict[str, float]) -> pd.DataFrame:
+    """One row per experiment of `runs` (run.json records), in their order; NaN where there is nothing
+    to show (no top-5 accuracy on CIFAR-10, no published accuracy)."""
+    without_metrics = [name for name in runs if name not in metrics]
+    if without_metrics:
+        raise InputError(f"no metrics given for experiment(s) {', '.join(without_metrics)}")
+    without_run = [name for name in [*metrics, *published] if name not in runs]
+    if without_run:
+        raise InputError(f"no run given for experiment(s) {', '.join(dict.fromkeys(without_run))}")
+    not_numbers = [name for name, value in published.items()
+                   if isinstance(value, bool) or not isinstance(value, (int, float))]
+    if not_numbers:
+        raise InputError(f"published accuracy of {', '.join(not_numbers)} is not a number")
+    rows = [summary_row(name, run, metrics[name], published.get(name)) for name, run in runs.items()]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Nested dicts as dotted keys: {"lr_schedule": {"type": "fixed"}} -> {"lr_schedule.type": "fixed"};
+    an empty dict has no keys."""
+    flat: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _shown(value: object) -> str:
+    """A config value as the table shows it: strings bare, the rest as JSON (true, [3, 28, 28])."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _comparable(value: object) -> object:
+    """Equal for equal settings: 0 and 0.0 alike, but true and 1 not (Python's == has True == 1)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def params_diff(configs: dict[str, dict]) -> pd.DataFrame:
+    """The config keys whose values are not the same in every experiment: columns parameter and one per
+    experiment, keys in the order the configs give them (a section's keys together); a key an
+    experiment lacks is shown empty."""
+    flat = {name: flatten(config) for name, config in configs.items()}
+    appearance = list(dict.fromkeys(key for values in flat.values() for key in values))
+    sections = list(dict.fromkeys(key.split(".")[0] for key in appearance))
+    keys = sorted(appearance, key=lambda key: sections.index(key.split(".")[0]))  # stable: keeps the order within
+    rows = []
+    for key in keys:
+        # a missing key is None, unlike any present value (even null, which is "null")
+        values = {name: _comparable(config[key]) if key in config else None for name, config in flat.items()}
+        if len(set(values.values())) > 1:
+            rows.append({"parameter": key,
+                         **{name: _shown(config[key]) if key in config else "" for name, config in flat.items()}})
+    return pd.DataFrame(rows, columns=["parameter", *configs])
+
+
+def group_diffs(groups: dict[str, list[str]], runs: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """The params diff of each group's experiments, from their run.json configs."""
+    diffs = {}
+    for group, experiments in groups.items():
+        unknown = [name for name in experiments if name not in runs]
+        if unknown:
+            raise InputError(f"group {group!r}: no run given for experiment(s) {', '.join(unknown)}")
+        diffs[group] = params_diff({name: runs[name]["config"] for name in experiments})
+    return diffs
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _cell(value: object, float_format: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return float_format.format(value)
+    # a pipe would end the cell and a newline the row
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(table: pd.DataFrame, float_format: str = "{:.2f}") -> str:
+    """A GitHub-flavoured markdown table: numeric columns right-aligned, NaN and None empty."""
+    numeric = [pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
+               for column in table.columns]
+    lines = ["| " + " | ".join(_cell(column, float_format) for column in table.columns) + " |",
+             "|" + "|".join("---:" if right else "---" for right in numeric) + "|"]
+    lines += ["| " + " | ".join(_cell(value, float_format) for value in row) + " |"
+              for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def params_markdown(diffs: dict[str, pd.DataFrame]) -> str:
+    """A heading and a table per group."""
+    sections = [f"## {group}\n\n" + (to_markdown(diff) if len(diff) else "No parameter differs.\n")
+                for group, diff in diffs.items()]
+    return "\n".join(sections) if sections else "No groups.\n"
+
+
+def params_csv_table(diffs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The groups' diffs stacked, with a group column; a group's rows are empty for other groups' experiments."""
+    frames = [diff.assign(group=group) for group, diff in diffs.items()]
+    if not frames:
+        return pd.DataFrame(columns=["group", "parameter"])
+    stacked = pd.concat(frames, ignore_index=True)
+    return stacked[["group", *[column for column in stacked.columns if column != "group"]]]
+
+
+def load_run(path: str, name: str) -> dict:
+    """A run.json, checked for what the summary reads and for being the run of `name`."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such run record") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not JSON ({error})") from None
+    for keys in RUN_FIELDS:
+        value = record
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                raise InputError(f"{path}: no {'.'.join(keys)}")
+            value = value[key]
+    if record["experiment"] != name:
+        raise InputError(f"{path}: the run of experiment {record['experiment']!r}, given as {name!r}")
+    return record
+
+
+def _json_option(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{option}: not JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{option}: not a JSON object")
+    return value
+
+
+def _write(path: str, write: Callable[[Path], object]) -> None:
+    with atomic_path(path) as partial:
+        write(partial)
+
+
+def _main(args: argparse.Namespace) -> None:
+    published = _json_option(args.published_json, "--published-json")
+    groups = _json_option(args.groups_json, "--groups-json")
+    runs = {name: load_run(path, name) for name, path in named_paths(args.run, "--run").items()}
+    metrics = {name: load_metrics(path) for name, path in named_paths(args.metrics, "--metrics").items()}
+    summary = summary_table(runs, metrics, published)
+    diffs = group_diffs(groups, runs)
+    _write(args.summary_csv, lambda partial: summary.to_csv(partial, index=False))
+    _write(args.summary_md, lambda partial: partial.write_text(to_markdown(summary)))
+    _write(args.params_csv, lambda partial: params_csv_table(diffs).to_csv(partial, index=False))
+    _write(args.params_md, lambda partial: partial.write_text(params_markdown(diffs)))
+    for row in summary.itertuples():
+        log.info("%s: final validation accuracy %.2f %% (best %.2f %% at epoch %d)", row.experiment,
+                 row.final_val_accuracy, row.best_val_accuracy, row.best_epoch)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, nargs="+", type=named_path, metavar="NAME=PATH",
+                        help="run.json of each experiment")
+    parser.add_argument("--metrics", required=True, nargs="+", type=named_path, metavar="NAME=PATH",
+                        help="metrics.csv of each experiment")
+    parser.add_argument("--published-json", default="{}", help='published accuracies in %%: {"name": 80.0}')
+    parser.add_argument("--groups-json", default="{}", help='experiments to compare: {"group": ["a", "b"]}')
+    parser.add_argument("--summary-csv", required=True)
+    parser.add_argument("--summary-md", required=True)
+    parser.add_argument("--params-csv", required=True)
+    parser.add_argument("--params-md", required=True)
+    return run(_main, parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
