@@ -33,7 +33,8 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None) -> subp
     command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
                "--cores", "2", *args]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), "LC_ALL": "C.UTF-8"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    # run inside the workdir, so that relative paths on the command line (--configfile) are its own
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
 
 
 @pytest.fixture(scope="session")

@@ -185,7 +185,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
                "--cores", "2", target]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
     running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, cwd=tmp_path)
     deadline = time.time() + 300
     while not (log.exists() and "epoch 2 batch 3:" in log.read_text()):
         assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"

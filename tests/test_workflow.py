@@ -1,5 +1,6 @@
 """The workflow as users run it: the demo config end to end, and the style checks the project keeps."""
 
+import csv
 import subprocess
 
 import cv2
@@ -9,25 +10,83 @@ import yaml
 from conftest import BIN, REPO, run_snakemake, scheduled_rules
 
 
-def test_demo_runs_the_whole_pipeline_from_its_own_archives(tmp_path):
-    """`make demo`'s run: config/demo.yaml alone (file: URLs, results/demo, the twin experiments)."""
-    (tmp_path / "config").mkdir()
+DEMO_RUN = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A workdir where `make demo`'s run happened: config/demo.yaml alone, targets all and report."""
+    workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "config").mkdir()
     for name in ("config.yaml", "demo.yaml"):
-        (tmp_path / "config" / name).write_text((REPO / "config" / name).read_text())
-    demo_run = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
-    result = run_snakemake(tmp_path, *demo_run)
+        (workdir / "config" / name).write_text((REPO / "config" / name).read_text())
+    result = run_snakemake(workdir, *DEMO_RUN, "all", "report")
     assert result.returncode == 0, result.stderr[-3000:]
-    demo = tmp_path / "results" / "demo"
+    return workdir
+
+
+def set_demo_config(workdir, change):
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    change(config)
+    (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_demo_runs_every_stage_into_results_demo(demo):
+    results = demo / "results" / "demo"
     for dataset in ("cifar10", "cifar100"):
-        assert (demo / dataset / "rec" / "train.rec").stat().st_size > 0
-        assert cv2.imread(str(demo / "figures" / f"{dataset}_samples.png")) is not None
+        assert (results / dataset / "rec" / "train.rec").stat().st_size > 0
+        assert cv2.imread(str(results / "figures" / f"{dataset}_samples.png")) is not None
     demo_config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     for name, experiment in demo_config["experiments"].items():
-        rows = (demo / "experiments" / name / "metrics.csv").read_text().splitlines()
+        rows = (results / "experiments" / name / "metrics.csv").read_text().splitlines()
         assert len(rows) == 1 + experiment["num_epochs"], name
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["demo"]  # no collision with a full run
-    again = run_snakemake(tmp_path, *demo_run, "--dry-run")
+    assert sorted(p.name for p in (demo / "results").iterdir()) == ["demo"]  # no collision with a full run
+    again = run_snakemake(demo, *DEMO_RUN, "all", "report", "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_every_configured_figure_is_a_sensible_png_and_svg(demo):
+    figures = demo / "results" / "demo" / "figures"
+    for name in yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["figures"]:
+        image = cv2.imread(str(figures / f"{name}.png"))
+        assert image is not None and image.shape[0] >= 400 and image.shape[1] >= 600, name
+        assert (figures / f"{name}.svg").read_text().lstrip().startswith("<?xml"), name
+
+
+def test_summary_numbers_equal_the_metrics(demo):
+    results = demo / "results" / "demo"
+    summary = {row["experiment"]: row for row in csv.DictReader(open(results / "tables" / "summary.csv"))}
+    published = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["published_accuracy"]
+    for name, row in summary.items():
+        metrics = list(csv.DictReader(open(results / "experiments" / name / "metrics.csv")))
+        final = 100 * float(metrics[-1]["val_accuracy"])
+        assert float(row["final_val_accuracy"]) == pytest.approx(final)
+        assert float(row["best_val_accuracy"]) == pytest.approx(max(100 * float(m["val_accuracy"]) for m in metrics))
+        if name in published:
+            assert float(row["difference"]) == pytest.approx(final - published[name])
+    assert "| lr_schedule.type | fixed | factor |" in (results / "tables" / "params_diff.md").read_text()
+
+
+def test_report_holds_every_figure_table_and_caption(demo):
+    report = (demo / "results" / "demo" / "report.html").read_text()
+    for name, spec in yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["figures"].items():
+        assert f"{name}.png" in report and spec["title"] in report, name
+    for needle in ("cifar10_samples.png", "summary.csv", "params_diff.csv", "CIFAR-100", "results vs published"):
+        assert needle in report, needle
+
+
+def test_changing_one_figure_reruns_only_that_figure(demo):
+    def retitle(config):
+        config["figures"]["throughput"]["title"] = "Throughput, renamed"
+
+    set_demo_config(demo, retitle)
+    other = run_snakemake(demo, *DEMO_RUN, "--dry-run", "results/demo/figures/cifar10_sgd_vs_adadelta.png")
+    assert "Nothing to be done" in other.stdout + other.stderr
+    changed = run_snakemake(demo, *DEMO_RUN, "--dry-run", "results/demo/figures/throughput.png")
+    assert scheduled_rules(changed.stdout) == {"plot_figure": 1}
+    (demo / "results" / "demo" / "figures" / "cifar10_sgd_vs_adadelta.png").unlink()
+    rebuilt = run_snakemake(demo, *DEMO_RUN, "results/demo/figures/cifar10_sgd_vs_adadelta.png")
+    assert rebuilt.returncode == 0 and scheduled_rules(rebuilt.stdout + rebuilt.stderr) == {"plot_figure": 1}
 
 
 def test_the_synthetic_archive_rule_needs_its_config(tmp_path):
@@ -42,7 +101,7 @@ def test_dry_run_of_everything_plans_every_stage(tmp_path):
     assert scheduled_rules(result.stdout) == {
         "all": 1, "download_archive": 2, "unpack_arrays": 2, "export_images": 4, "pack_records": 4,
         "mean_image": 4, "plot_samples": 2,
-    }
+    }  # no experiments or figures configured: the data chain only
 
 
 @pytest.mark.parametrize("command", [["snakemake", "--lint"], ["snakefmt", "--check", "workflow"]])

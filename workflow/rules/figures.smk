@@ -37,7 +37,7 @@ rule plot_figure:
     conda:
         "../../envs/plot.yaml"
     params:
-        spec=lambda wildcards: json.dumps(figure_spec(wildcards)),
+        spec=lambda wildcards: json.dumps(figure_spec(wildcards), sort_keys=True),
         metrics=lambda wildcards, input: named(
             dict(zip(figure_spec(wildcards)["experiments"], input.metrics))
         ),

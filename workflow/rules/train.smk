@@ -36,7 +36,9 @@ rule train:
     resources:
         gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
     params:
-        experiment=lambda wildcards: json.dumps(experiment_config(wildcards)),
+        experiment=lambda wildcards: json.dumps(
+            experiment_config(wildcards), sort_keys=True
+        ),
         optional=optional_training_args,
         out_dir=lambda wildcards: f"{OUT}/experiments/{wildcards.experiment}",
         checkpoints=lambda wildcards: f"{OUT}/checkpoints/{wildcards.experiment}",
