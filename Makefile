@@ -5,6 +5,7 @@
 #   make test             the test suite
 #   make lint             snakemake --lint and snakefmt --check
 #   make benchmark        training loop vs bare Module.fit, and the loader alone, on the demo data
+#   make report-screenshot  the demo report rendered by headless Chromium (apt-get install chromium)
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -20,7 +21,7 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # on LD_LIBRARY_PATH.
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup demo test lint benchmark clean-demo
+.PHONY: setup demo test lint benchmark report-screenshot clean-demo
 
 setup: $(STAMP)
 
@@ -58,3 +59,10 @@ benchmark: $(READY)
 
 clean-demo:
 	rm -rf results/demo
+
+# Renders the demo's report in headless Chromium (Debian package `chromium`) to look at it as a reader.
+REPORT ?= results/demo/report.html
+report-screenshot:
+	chromium --headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run \
+	  --user-data-dir=$$(mktemp -d) --window-size=1400,1000 --virtual-time-budget=15000 \
+	  --screenshot=$(basename $(REPORT)).png file://$(abspath $(REPORT))
