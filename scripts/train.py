@@ -335,7 +335,7 @@ def train(name: str, experiment: dict, data: Data, outputs: Outputs, gpus: int, 
         if begin:
             updater_of(module).set_states(checkpoints.states_path(begin).read_bytes())
         metric = make_metric(num_classes)
-        base_lr = experiment["optimizer_params"].get("learning_rate", 0.01)
+        base_lr = experiment["optimizer_params"].get("learning_rate", 0.01)  # MXNet optimizers' default
         for epoch in range(begin, experiment["num_epochs"]):
             lr = learning_rate(base_lr, experiment["lr_schedule"], epoch)
             updater_of(module).optimizer.set_learning_rate(lr)
