@@ -23,6 +23,7 @@ from pathlib import Path
 
 import mxnet as mx
 
+import figures
 import networks
 import train
 
@@ -44,8 +45,7 @@ def rule_loop_throughput(data: train.Data, epochs: int) -> float:
                     train.Outputs(folder / "metrics.csv", folder / "symbol.json", folder / "final.params",
                                   folder / "numbered.params", folder / "run.json", folder / "checkpoints"),
                     gpus=1, gpu_ids=[], lock_dir=str(folder / "locks"))
-        rows = (folder / "metrics.csv").read_text().splitlines()[2:]  # header, warm-up epoch
-        return statistics.mean(float(row.split(",")[-1]) for row in rows)
+        return figures.mean_samples_per_second(figures.load_metrics(folder / "metrics.csv"))
 
 
 def module_fit_throughput(data: train.Data, epochs: int) -> float:

@@ -45,10 +45,6 @@ def without_timing(rows):
     return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
 
 
-def load_params(path):
-    return train.load_params(path)
-
-
 @pytest.fixture(scope="module")
 def pretrained(archives, http_base_url):
     """A small 100-class model, served over HTTP like the model zoo's: its config entry and params."""
@@ -113,7 +109,7 @@ def test_learns_and_writes_every_output(workdir):
     assert float(rows[-1]["train_cross_entropy"]) < float(rows[0]["train_cross_entropy"])
     symbol, arg, aux = mx.model.load_checkpoint(str(folder / "model"), 3)  # the numbered link
     assert symbol.infer_shape(data=(1, 3, 28, 28))[1][0] == (1, 10)
-    final_arg, _ = load_params(folder / "model-final.params")
+    final_arg, _ = train.load_params(folder / "model-final.params")
     assert set(arg) == set(final_arg) and all(np.array_equal(arg[k].asnumpy(), final_arg[k].asnumpy()) for k in arg)
     run = json.loads((folder / "run.json").read_text())
     assert run["config"] == json.loads(json.dumps(run["config"])) and run["config"]["num_epochs"] == 3
@@ -153,7 +149,7 @@ def test_two_devices_train_data_parallel_on_leased_ids(workdir):
 def test_fine_tuning_keeps_pretrained_parameters_and_replaces_fc(workdir, pretrained):
     _, pretrained_arg, pretrained_aux = pretrained
     build(workdir, "results/experiments/finetune/metrics.csv")
-    start_arg, start_aux = load_params(workdir / "results" / "checkpoints" / "finetune" / "model-0000.params")
+    start_arg, start_aux = train.load_params(workdir / "results" / "checkpoints" / "finetune" / "model-0000.params")
     kept = set(pretrained_arg) - {"fc1_weight", "fc1_bias"}
     assert set(start_arg) == kept | {"fc_weight", "fc_bias"}
     for name in kept:
@@ -203,8 +199,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
                           for d, n in ((tmp_path, "interrupted"), (workdir, "uninterrupted")))
     assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4"]
     assert without_timing(resumed) == without_timing(reference), f"resumed:\n{resumed}\nreference:\n{reference}"
-    resumed_arg, _ = load_params(outputs(tmp_path, "interrupted") / "model-final.params")
-    reference_arg, _ = load_params(outputs(workdir, "uninterrupted") / "model-final.params")
+    resumed_arg, _ = train.load_params(outputs(tmp_path, "interrupted") / "model-final.params")
+    reference_arg, _ = train.load_params(outputs(workdir, "uninterrupted") / "model-final.params")
     for name, value in reference_arg.items():
         np.testing.assert_array_equal(resumed_arg[name].asnumpy(), value.asnumpy(), err_msg=name)
 

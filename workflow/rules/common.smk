@@ -149,12 +149,17 @@ def experiment_files(name):
     }
 
 
+def final_model_files(name):
+    """An experiment's final model, as the init inputs of a job that starts from it."""
+    files = experiment_files(name)
+    return {"init_symbol": files["symbol"], "init_params": files["params"]}
+
+
 def pretrained_files(model):
     """Symbol and params of a pretrained model: downloaded, or an experiment's final model."""
     spec = PRETRAINED[model]
     if "experiment" in spec:
-        files = experiment_files(spec["experiment"])
-        return {"init_symbol": files["symbol"], "init_params": files["params"]}
+        return final_model_files(spec["experiment"])
     return {
         f"init_{part}": f"{OUT}/pretrained/{model}/{archive_name(spec[part]['url'])}"
         for part in ("symbol", "params")
@@ -189,8 +194,7 @@ def training_inputs(wildcards):
     if init["type"] == "pretrained":
         inputs |= pretrained_files(init["model"])
     elif init["type"] == "experiment":
-        files = experiment_files(init["experiment"])
-        inputs |= {"init_symbol": files["symbol"], "init_params": files["params"]}
+        inputs |= final_model_files(init["experiment"])
     return inputs
 
 
