@@ -1,69 +1,10 @@
-"""Export one split's arrays as PNG files and an MXNet .lst that im2rec packs.
+"""Rule export_images: one split as PNG files and the MXNet .lst that im2rec packs."""
 
-Layout: <images>/<class name>/<index:05d>.png, where index is the image's position in the archive,
-and <images>.lst with lines "index<TAB>label<TAB><class name>/<index:05d>.png" (paths relative to
-<images>, im2rec's root). Labels come from the pickles, never from folder order. PNG is lossless, so
-the pixels in the .rec are exactly the archive's.
-"""
+from cifar_repro.rule import rule_log
 
-import argparse
-import logging
-import sys
-from pathlib import Path
+with rule_log(snakemake) as log:
+    from cifar_repro.archive import load_arrays
+    from cifar_repro.images import export_split
 
-import cv2
-import numpy as np
-
-from atomic import atomic_path
-from cifar_archive import load_arrays
-from cli import run
-
-log = logging.getLogger("cifar-repro")
-
-
-def relative_image_path(index: int, class_name: str) -> str:
-    return f"{class_name}/{index:05d}.png"
-
-
-def lst_lines(labels: np.ndarray, label_names: np.ndarray) -> list[str]:
-    """The .lst of a split: one line per image, in archive order."""
-    return [f"{index}\t{label}\t{relative_image_path(index, label_names[label])}"
-            for index, label in enumerate(labels.tolist())]
-
-
-def encode_png(image_chw: np.ndarray) -> bytes:
-    """PNG bytes of a (3, H, W) RGB image (OpenCV writes BGR)."""
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(image_chw.transpose(1, 2, 0)[:, :, ::-1]))
-    if not ok:
-        raise RuntimeError("OpenCV failed to encode a PNG")
-    return png.tobytes()
-
-
-def export_split(arrays: dict[str, np.ndarray], images_dir: str | Path, lst_path: str | Path) -> int:
-    """Write every image and the .lst; return the number of images."""
-    names = arrays["label_names"]
-    with atomic_path(images_dir) as partial_dir:
-        for name in names:
-            (partial_dir / name).mkdir(parents=True)
-        for index, (image, label) in enumerate(zip(arrays["data"], arrays["labels"].tolist())):
-            (partial_dir / relative_image_path(index, names[label])).write_bytes(encode_png(image))
-    with atomic_path(lst_path) as partial_lst:
-        partial_lst.write_text("\n".join(lst_lines(arrays["labels"], names)) + "\n")
-    return len(arrays["labels"])
-
-
-def _main(args: argparse.Namespace) -> None:
-    count = export_split(load_arrays(args.arrays), args.images, args.lst)
-    log.info("%s: %d PNG images -> %s, list %s", args.arrays, count, args.images, args.lst)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arrays", required=True, help=".npz of one split")
-    parser.add_argument("--images", required=True, help="output folder")
-    parser.add_argument("--lst", required=True, help="output .lst")
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    count = export_split(load_arrays(snakemake.input.arrays), snakemake.output.images, snakemake.output.lst)
+    log.info("%s: %d PNG images -> %s, list %s", snakemake.input.arrays, count, *snakemake.output)

@@ -1,87 +1,10 @@
-"""Pack one split's PNGs into an indexed RecordIO file (.rec + .idx) with MXNet's own im2rec.py.
+"""Rule pack_records: one split's PNGs packed by MXNet's im2rec.py into an indexed .rec."""
 
-im2rec.py runs in pass-through mode, so each record holds the PNG bytes unchanged. It writes beside
-its .lst and reports unreadable images or malformed lines only by printing them, so it runs in a
-private folder and the result is checked (one record per .lst line, keyed by the line's index)
-before the .rec/.idx are moved into place.
-"""
+from cifar_repro.rule import rule_log
 
-import argparse
-import logging
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
+with rule_log(snakemake) as log:
+    from cifar_repro.records import pack
 
-import mxnet as mx
-
-from atomic import atomic_path
-from cli import InputError, run
-
-log = logging.getLogger("cifar-repro")
-
-
-def im2rec_script() -> Path:
-    """The im2rec.py shipped in the installed mxnet wheel."""
-    return Path(mx.__file__).parent / "tools" / "im2rec.py"
-
-
-def record_keys(path: str | Path) -> list[int]:
-    """The leading integer of each line: the image index of a .lst, the record key of an .idx."""
-    return [int(line.split("\t", 1)[0]) for line in Path(path).read_text().splitlines() if line]
-
-
-def check_packed(lst_path: Path, idx_path: Path) -> int:
-    """Every .lst entry has its record, under its own index; return the record count."""
-    expected, packed = record_keys(lst_path), record_keys(idx_path)
-    if packed != expected:
-        missing = sorted(set(expected) - set(packed))
-        raise InputError(
-            f"{lst_path}: im2rec packed {len(packed)} of {len(expected)} images"
-            + (f"; missing indices {missing[:10]}" if missing else "; record keys differ from the .lst")
-        )
-    return len(packed)
-
-
-def pack(lst_path: str | Path, images_dir: str | Path, rec_path: str | Path, idx_path: str | Path,
-         threads: int) -> int:
-    lst_path, rec_path, idx_path = Path(lst_path), Path(rec_path), Path(idx_path)
-    with tempfile.TemporaryDirectory(dir=rec_path.parent, prefix=".im2rec-") as work:
-        prefix = Path(work) / "split"
-        os.symlink(lst_path.resolve(), prefix.with_suffix(".lst"))
-        command = [sys.executable, str(im2rec_script()), "--pass-through", "--num-thread", str(threads),
-                   str(prefix), str(Path(images_dir).resolve())]
-        log.info("running %s", " ".join(command))
-        result = subprocess.run(command, capture_output=True, text=True)
-        output = (result.stdout + result.stderr).splitlines()
-        for line in output:
-            log.info("im2rec: %s", line)
-        if result.returncode != 0:
-            reasons = [line for line in output if "error" in line.lower()]
-            raise InputError(f"{lst_path}: im2rec.py failed with exit code {result.returncode}"
-                             + (f": {reasons[0]}" if reasons else ""))
-        count = check_packed(lst_path, prefix.with_suffix(".idx"))
-        for built, final in ((prefix.with_suffix(".rec"), rec_path), (prefix.with_suffix(".idx"), idx_path)):
-            with atomic_path(final) as partial:
-                os.replace(built, partial)
-    return count
-
-
-def _main(args: argparse.Namespace) -> None:
-    count = pack(args.lst, args.images, args.rec, args.idx, args.threads)
-    log.info("%s: %d records -> %s", args.lst, count, args.rec)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--lst", required=True)
-    parser.add_argument("--images", required=True, help="the folder the .lst paths are relative to")
-    parser.add_argument("--rec", required=True)
-    parser.add_argument("--idx", required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    inputs, outputs = snakemake.input, snakemake.output
+    count = pack(inputs.lst, inputs.images, outputs.rec, outputs.idx, snakemake.threads)
+    log.info("%s: %d records -> %s", inputs.lst, count, outputs.rec)

@@ -1,6 +1,6 @@
-import json
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -8,17 +8,18 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# The rules share the scripts' package for the contracts it defines once: the experiment file
+# layout and URL handling.
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+from cifar_repro import layout  # noqa: E402
+from cifar_repro.download import archive_name, local_source  # noqa: E402
+
 OUT = config["output_dir"].rstrip("/")
-SCRIPTS = Path(workflow.basedir).parent / "scripts"
 DATASETS = sorted(config["datasets"])
 SPLITS = ["train", "test"]
 EXPERIMENTS = config["experiments"]
 PRETRAINED = config["pretrained_models"]
 FIGURES = config["figures"]
-
-# The rules' helpers share the scripts' own URL handling rather than restating it.
-sys.path.insert(0, str(SCRIPTS))
-from download import archive_name, local_source  # noqa: E402
 
 
 def choice_of(names):
@@ -62,9 +63,7 @@ def check_references():
     for figure, spec in FIGURES.items():
         unknown = [name for name in spec["experiments"] if name not in EXPERIMENTS]
         if unknown:
-            raise ValueError(
-                f"figures.{figure}.experiments: not experiments: {unknown}"
-            )
+            raise ValueError(f"figures.{figure}.experiments: not experiments: {unknown}")
     unknown = [name for name in config["published_accuracy"] if name not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"published_accuracy: not experiments: {unknown}")
@@ -89,9 +88,17 @@ check_references()
 warn_about_capped_gpus()
 
 
-def entry_script(name):
-    """A rule's entry script, declared as an input so that editing it reruns the rule."""
-    return str(SCRIPTS / name)
+def canonical(value):
+    """`value` with every dict's keys sorted: a rule's params compare by repr, so reordering keys in
+    the config file reruns nothing."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------- data chain
 
 
 def dataset_config(wildcards):
@@ -115,7 +122,7 @@ def synthetic_options(wildcards):
         raise ValueError(
             f"{wildcards.dataset}: no synthetic_archives.{wildcards.dataset} entry in the config"
         )
-    return options
+    return canonical(options)
 
 
 def data_targets():
@@ -125,34 +132,29 @@ def data_targets():
         root = f"{OUT}/{dataset}"
         targets += expand(f"{root}/arrays/{{split}}.npz", split=SPLITS)
         targets += expand(f"{root}/images/{{split}}.lst", split=SPLITS)
-        targets += expand(
-            f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"]
-        )
+        targets += expand(f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"])
         targets += [
-            f"{root}/mean_{height}x{width}.bin"
-            for height, width in config["mean_image_sizes"]
+            f"{root}/mean_{height}x{width}.bin" for height, width in config["mean_image_sizes"]
         ]
     return targets
+
+
+# ---------------------------------------------------------------- training
 
 
 def experiment_config(wildcards):
     return EXPERIMENTS[wildcards.experiment]
 
 
-def experiment_files(name):
-    folder = f"{OUT}/experiments/{name}"
-    return {
-        "metrics": f"{folder}/metrics.csv",
-        "symbol": f"{folder}/model-symbol.json",
-        "params": f"{folder}/model-final.params",
-        "run": f"{folder}/run.json",
-    }
+def experiment_outputs(name):
+    """The declared outputs of an experiment's training job, by name (see cifar_repro/layout.py)."""
+    return asdict(layout.experiment_files(OUT, name))
 
 
 def final_model_files(name):
     """An experiment's final model, as the init inputs of a job that starts from it."""
-    files = experiment_files(name)
-    return {"init_symbol": files["symbol"], "init_params": files["params"]}
+    files = layout.experiment_files(OUT, name)
+    return {"init_symbol": files.symbol, "init_params": files.params}
 
 
 def pretrained_files(model):
@@ -172,9 +174,7 @@ def pretrained_source(wildcards):
         source = PRETRAINED[wildcards.model][part]
         if archive_name(source["url"]) == wildcards.file:
             return source
-    raise ValueError(
-        f"pretrained_models.{wildcards.model} has no file named {wildcards.file}"
-    )
+    raise ValueError(f"pretrained_models.{wildcards.model} has no file named {wildcards.file}")
 
 
 def training_inputs(wildcards):
@@ -185,7 +185,6 @@ def training_inputs(wildcards):
         "train_idx": f"{root}/rec/train.idx",
         "val_rec": f"{root}/rec/test.rec",
         "val_idx": f"{root}/rec/test.idx",
-        "script": entry_script("train.py"),
     }
     if experiment["mean_image"]:
         _, height, width = experiment["data_shape"]
@@ -198,21 +197,19 @@ def training_inputs(wildcards):
     return inputs
 
 
-def optional_training_args(wildcards, input):
-    flags = {
-        "mean": "--mean",
-        "init_symbol": "--init-symbol",
-        "init_params": "--init-params",
-    }
-    return " ".join(
-        f"{flag} {getattr(input, key)}"
-        for key, flag in flags.items()
-        if key in input.keys()
-    )
-
-
 def experiment_targets():
-    return [path for name in EXPERIMENTS for path in experiment_files(name).values()]
+    """Every experiment's outputs, and its final parameters under MXNet's checkpoint name."""
+    return [
+        path
+        for name, experiment in EXPERIMENTS.items()
+        for path in [
+            *experiment_outputs(name).values(),
+            layout.numbered_params(OUT, name, experiment["num_epochs"]),
+        ]
+    ]
+
+
+# ---------------------------------------------------------------- figures, tables, report
 
 
 def figure_targets():
@@ -225,9 +222,7 @@ def table_targets():
     if not EXPERIMENTS:
         return []
     return expand(
-        f"{OUT}/tables/{{table}}.{{ext}}",
-        table=["summary", "params_diff"],
-        ext=["csv", "md"],
+        f"{OUT}/tables/{{table}}.{{ext}}", table=["summary", "params_diff"], ext=["csv", "md"]
     )
 
 
@@ -236,22 +231,15 @@ def figure_spec(wildcards):
 
 
 def figure_metrics(wildcards):
+    """metrics.csv of each of the figure's experiments, in the spec's order."""
     return [
-        experiment_files(name)["metrics"]
-        for name in figure_spec(wildcards)["experiments"]
+        layout.experiment_files(OUT, name).metrics for name in figure_spec(wildcards)["experiments"]
     ]
-
-
-def named(paths_by_name):
-    """NAME=PATH arguments for the figure and summary scripts."""
-    return " ".join(f"{name}={path}" for name, path in paths_by_name.items())
 
 
 def figure_category(wildcards):
     """Report section: the dataset of the figure's experiments, if they share one."""
-    datasets = {
-        EXPERIMENTS[name]["dataset"] for name in figure_spec(wildcards)["experiments"]
-    }
+    datasets = {EXPERIMENTS[name]["dataset"] for name in figure_spec(wildcards)["experiments"]}
     return (
         {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(datasets.pop())
         if len(datasets) == 1

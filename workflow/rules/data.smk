@@ -4,8 +4,6 @@ localrules:
 
 
 rule synthesize_archive:
-    input:
-        script=entry_script("synthetic_cifar.py"),
     output:
         f"{OUT}/synthetic/{{dataset}}.tar.gz",
     log:
@@ -14,17 +12,13 @@ rule synthesize_archive:
         "../../envs/data.yaml"
     params:
         options=synthetic_options,
-    shell:
-        "python {input.script} --dataset {wildcards.dataset} --output {output}"
-        " --train-per-class {params.options[train_per_class]}"
-        " --test-per-class {params.options[test_per_class]}"
-        " --seed {params.options[seed]} --noise {params.options[noise]} --log {log}"
+    script:
+        "../../scripts/synthesize_archive.py"
 
 
 rule download_archive:
     input:
         source=local_archive_source,
-        script=entry_script("download.py"),
     output:
         f"{OUT}/{{dataset}}/download/{{archive}}",
     log:
@@ -32,18 +26,15 @@ rule download_archive:
     conda:
         "../../envs/data.yaml"
     params:
-        source=dataset_config,
-        timeout=config["download"]["timeout_seconds"],
-        max_bytes=config["download"]["max_bytes"],
-    shell:
-        "python {input.script} --url {params.source[url]:q} --md5 {params.source[md5]:q}"
-        " --output {output} --timeout {params.timeout} --max-bytes {params.max_bytes} --log {log}"
+        source=lambda wildcards: canonical(dataset_config(wildcards)),
+        download=canonical(config["download"]),
+    script:
+        "../../scripts/download_archive.py"
 
 
 rule unpack_arrays:
     input:
         archive=archive_path,
-        script=entry_script("cifar_archive.py"),
     output:
         train=f"{OUT}/{{dataset}}/arrays/train.npz",
         test=f"{OUT}/{{dataset}}/arrays/test.npz",
@@ -53,15 +44,13 @@ rule unpack_arrays:
         f"{OUT}/benchmarks/unpack_arrays/{{dataset}}.tsv"
     conda:
         "../../envs/data.yaml"
-    shell:
-        "python {input.script} --dataset {wildcards.dataset} --archive {input.archive}"
-        " --train {output.train} --test {output.test} --log {log}"
+    script:
+        "../../scripts/unpack_arrays.py"
 
 
 rule export_images:
     input:
         arrays=f"{OUT}/{{dataset}}/arrays/{{split}}.npz",
-        script=entry_script("export_images.py"),
     output:
         images=directory(f"{OUT}/{{dataset}}/images/{{split}}"),
         lst=f"{OUT}/{{dataset}}/images/{{split}}.lst",
@@ -71,16 +60,14 @@ rule export_images:
         f"{OUT}/benchmarks/export_images/{{dataset}}/{{split}}.tsv"
     conda:
         "../../envs/data.yaml"
-    shell:
-        "python {input.script} --arrays {input.arrays} --images {output.images}"
-        " --lst {output.lst} --log {log}"
+    script:
+        "../../scripts/export_images.py"
 
 
 rule pack_records:
     input:
         images=f"{OUT}/{{dataset}}/images/{{split}}",
         lst=f"{OUT}/{{dataset}}/images/{{split}}.lst",
-        script=entry_script("pack_records.py"),
     output:
         rec=f"{OUT}/{{dataset}}/rec/{{split}}.rec",
         idx=f"{OUT}/{{dataset}}/rec/{{split}}.idx",
@@ -91,15 +78,13 @@ rule pack_records:
     conda:
         "../../envs/data.yaml"
     threads: 2
-    shell:
-        "python {input.script} --lst {input.lst} --images {input.images}"
-        " --rec {output.rec} --idx {output.idx} --threads {threads} --log {log}"
+    script:
+        "../../scripts/pack_records.py"
 
 
 rule mean_image:
     input:
         arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
-        script=entry_script("mean_image.py"),
     output:
         f"{OUT}/{{dataset}}/mean_{{height}}x{{width}}.bin",
     log:
@@ -111,6 +96,5 @@ rule mean_image:
         width=r"\d+",
     conda:
         "../../envs/data.yaml"
-    shell:
-        "python {input.script} --arrays {input.arrays} --height {wildcards.height}"
-        " --width {wildcards.width} --output {output} --log {log}"
+    script:
+        "../../scripts/mean_image.py"

@@ -1,7 +1,6 @@
 rule plot_samples:
     input:
         arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
-        script=entry_script("plot_samples.py"),
     output:
         report(
             f"{OUT}/figures/{{dataset}}_samples.png",
@@ -14,16 +13,14 @@ rule plot_samples:
     conda:
         "../../envs/plot.yaml"
     params:
-        grid=config["sample_grid"],
-    shell:
-        "python {input.script} --arrays {input.arrays} --dataset {wildcards.dataset}"
-        " --rows {params.grid[rows]} --columns {params.grid[columns]} --output {output} --log {log}"
+        grid=canonical(config["sample_grid"]),
+    script:
+        "../../scripts/plot_samples.py"
 
 
 rule plot_figure:
     input:
         metrics=figure_metrics,
-        script=entry_script("figures.py"),
     output:
         png=report(
             f"{OUT}/figures/{{figure}}.png",
@@ -37,20 +34,15 @@ rule plot_figure:
     conda:
         "../../envs/plot.yaml"
     params:
-        spec=lambda wildcards: json.dumps(figure_spec(wildcards), sort_keys=True),
-        metrics=lambda wildcards, input: named(
-            dict(zip(figure_spec(wildcards)["experiments"], input.metrics))
-        ),
-    shell:
-        "python {input.script} --spec-json {params.spec:q} --metrics {params.metrics}"
-        " --output {output.png} --output {output.svg} --log {log}"
+        spec=lambda wildcards: canonical(figure_spec(wildcards)),
+    script:
+        "../../scripts/plot_figure.py"
 
 
 rule summary_tables:
     input:
-        runs=[experiment_files(name)["run"] for name in EXPERIMENTS],
-        metrics=[experiment_files(name)["metrics"] for name in EXPERIMENTS],
-        script=entry_script("summary.py"),
+        runs=[experiment_outputs(name)["run"] for name in EXPERIMENTS],
+        metrics=[experiment_outputs(name)["metrics"] for name in EXPERIMENTS],
     output:
         summary_csv=report(
             f"{OUT}/tables/summary.csv",
@@ -71,12 +63,8 @@ rule summary_tables:
     conda:
         "../../envs/plot.yaml"
     params:
-        runs=named({name: experiment_files(name)["run"] for name in EXPERIMENTS}),
-        metrics=named({name: experiment_files(name)["metrics"] for name in EXPERIMENTS}),
-        published=json.dumps(config["published_accuracy"]),
-        groups=json.dumps(summary_groups()),
-    shell:
-        "python {input.script} --run {params.runs} --metrics {params.metrics}"
-        " --published-json {params.published:q} --groups-json {params.groups:q}"
-        " --summary-csv {output.summary_csv} --summary-md {output.summary_md}"
-        " --params-csv {output.params_csv} --params-md {output.params_md} --log {log}"
+        experiments=list(EXPERIMENTS),
+        published=canonical(config["published_accuracy"]),
+        groups=canonical(summary_groups()),
+    script:
+        "../../scripts/summary_tables.py"

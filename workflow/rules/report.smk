@@ -3,12 +3,12 @@ localrules:
 
 
 # `snakemake report`: Snakemake's own self-contained HTML report of every figure and table, built
-# with the same (resolved) config.
+# with the same (resolved) config. Its script is the only one that starts Snakemake: only
+# Snakemake can make its report.
 rule report:
     input:
         figures=figure_targets(),
         tables=table_targets(),
-        script=entry_script("build_report.py"),
     output:
         f"{OUT}/report.html",
     log:
@@ -17,7 +17,6 @@ rule report:
         "../../envs/report.yaml"
     params:
         snakefile=workflow.main_snakefile,
-        config=json.dumps(config),
-    shell:
-        "python {input.script} --snakefile {params.snakefile} --config-json {params.config:q}"
-        " --output {output} --log {log} {input.figures} {input.tables}"
+        config=config,
+    script:
+        "../../scripts/report.py"

@@ -1,10 +1,9 @@
 localrules:
     download_pretrained,
+    link_numbered_params,
 
 
 rule download_pretrained:
-    input:
-        script=entry_script("download.py"),
     output:
         f"{OUT}/pretrained/{{model}}/{{file}}",
     log:
@@ -12,22 +11,19 @@ rule download_pretrained:
     conda:
         "../../envs/data.yaml"
     params:
-        url=lambda wildcards: pretrained_source(wildcards)["url"],
-        md5=lambda wildcards: pretrained_source(wildcards).get("md5", ""),
-        timeout=config["download"]["timeout_seconds"],
-        max_bytes=config["download"]["max_bytes"],
-    shell:
-        "python {input.script} --url {params.url:q} --md5 {params.md5:q} --output {output}"
-        " --timeout {params.timeout} --max-bytes {params.max_bytes} --log {log}"
+        source=lambda wildcards: canonical(pretrained_source(wildcards)),
+        download=canonical(config["download"]),
+    script:
+        "../../scripts/download_pretrained.py"
 
 
 rule train:
     input:
         unpack(training_inputs),
     output:
-        **experiment_files("{experiment}"),
+        **experiment_outputs("{experiment}"),
     log:
-        f"{OUT}/experiments/{{experiment}}/train.log",
+        layout.training_log(OUT, "{experiment}"),
     benchmark:
         f"{OUT}/benchmarks/train/{{experiment}}.tsv"
     conda:
@@ -36,18 +32,24 @@ rule train:
     resources:
         gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
     params:
-        experiment=lambda wildcards: json.dumps(
-            experiment_config(wildcards), sort_keys=True
-        ),
-        optional=optional_training_args,
-        out_dir=lambda wildcards: f"{OUT}/experiments/{wildcards.experiment}",
-        checkpoints=lambda wildcards: f"{OUT}/checkpoints/{wildcards.experiment}",
-        gpu_ids=json.dumps(config["gpu_ids"]),
+        experiment=lambda wildcards: canonical(experiment_config(wildcards)),
+        checkpoint_dir=lambda wildcards: layout.checkpoint_dir(OUT, wildcards.experiment),
+        gpu_ids=config["gpu_ids"],
         lock_dir=config["gpu_lock_dir"],
+    script:
+        "../../scripts/train.py"
+
+
+# mx.model.load_checkpoint(prefix, epoch) reads <prefix>-<epoch:04d>.params: the final parameters
+# under that name too, as a hard link (no copy).
+rule link_numbered_params:
+    input:
+        lambda wildcards: layout.experiment_files(OUT, wildcards.experiment).params,
+    output:
+        layout.numbered_params(OUT, "{experiment}", "{epoch}"),
+    log:
+        f"{OUT}/logs/link_numbered_params/{{experiment}}/{{epoch}}.log",
+    wildcard_constraints:
+        epoch=r"\d{4}",
     shell:
-        "OMP_NUM_THREADS={threads} python {input.script} --name {wildcards.experiment}"
-        " --experiment-json {params.experiment:q}"
-        " --train-rec {input.train_rec} --train-idx {input.train_idx}"
-        " --val-rec {input.val_rec} --val-idx {input.val_idx} {params.optional}"
-        " --out-dir {params.out_dir} --checkpoint-dir {params.checkpoints}"
-        " --gpus {resources.gpu} --gpu-ids {params.gpu_ids:q} --lock-dir {params.lock_dir:q} --log {log}"
+        "ln -f {input} {output} 2> {log}"

@@ -13,6 +13,7 @@ usage: python scripts/benchmark_training.py --rec-dir results/demo/cifar10/rec [
 """
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -21,18 +22,26 @@ import tempfile
 import time
 from pathlib import Path
 
-import mxnet as mx
-
 import figures
+import mxnet as mx
 import networks
 import train
 
 EXPERIMENT = {
-    "dataset": "cifar10", "network": "resnet", "num_layers": 20, "data_shape": [3, 28, 28],
-    "batch_size": 64, "optimizer": "sgd",
+    "dataset": "cifar10",
+    "network": "resnet",
+    "num_layers": 20,
+    "data_shape": [3, 28, 28],
+    "batch_size": 64,
+    "optimizer": "sgd",
     "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "lr_schedule": {"type": "fixed"}, "init": {"type": "scratch"}, "gpus": 1,
-    "augment": {"rand_crop": True, "rand_mirror": True}, "mean_image": False, "seed": 0, "loader_threads": 1,
+    "lr_schedule": {"type": "fixed"},
+    "init": {"type": "scratch"},
+    "gpus": 1,
+    "augment": {"rand_crop": True, "rand_mirror": True},
+    "mean_image": False,
+    "seed": 0,
+    "loader_threads": 1,
     "disp_batches": 10_000,
 }
 
@@ -41,10 +50,22 @@ def rule_loop_throughput(data: train.Data, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         experiment = EXPERIMENT | {"num_epochs": epochs}
-        train.train("benchmark", experiment, data,
-                    train.Outputs(folder / "metrics.csv", folder / "symbol.json", folder / "final.params",
-                                  folder / "numbered.params", folder / "run.json", folder / "checkpoints"),
-                    gpus=1, gpu_ids=[], lock_dir=str(folder / "locks"))
+        train.train(
+            "benchmark",
+            experiment,
+            data,
+            train.Outputs(
+                folder / "metrics.csv",
+                folder / "symbol.json",
+                folder / "final.params",
+                folder / "numbered.params",
+                folder / "run.json",
+                folder / "checkpoints",
+            ),
+            gpus=1,
+            gpu_ids=[],
+            lock_dir=str(folder / "locks"),
+        )
         return figures.mean_samples_per_second(figures.load_metrics(folder / "metrics.csv"))
 
 
@@ -55,12 +76,18 @@ def module_fit_throughput(data: train.Data, epochs: int) -> float:
     symbol = networks.build("resnet", 10, num_layers=EXPERIMENT["num_layers"])
     module = mx.mod.Module(symbol, context=[mx.cpu()])
     epoch_ends: list[float] = []
-    module.fit(batches, num_epoch=epochs, optimizer=EXPERIMENT["optimizer"],
-               optimizer_params=EXPERIMENT["optimizer_params"], kvstore="local",
-               initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-               eval_metric=["acc", "ce"], epoch_end_callback=lambda *_: epoch_ends.append(time.time()))
+    module.fit(
+        batches,
+        num_epoch=epochs,
+        optimizer=EXPERIMENT["optimizer"],
+        optimizer_params=EXPERIMENT["optimizer_params"],
+        kvstore="local",
+        initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+        eval_metric=["acc", "ce"],
+        epoch_end_callback=lambda *_: epoch_ends.append(time.time()),
+    )
     samples = len(Path(data.train_idx).read_text().splitlines())
-    return statistics.mean(samples / (end - start) for start, end in zip(epoch_ends, epoch_ends[1:]))
+    return statistics.mean(samples / (end - start) for start, end in itertools.pairwise(epoch_ends))
 
 
 def loader_throughput(data: train.Data, epochs: int) -> float:
@@ -73,23 +100,29 @@ def loader_throughput(data: train.Data, epochs: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rec-dir", required=True, help="folder with train.rec/.idx and test.rec/.idx")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rec = Path(args.rec_dir)
-    data = train.Data(str(rec / "train.rec"), str(rec / "train.idx"), str(rec / "test.rec"), str(rec / "test.idx"),
-                      None)
+    data = train.Data(
+        str(rec / "train.rec"), str(rec / "train.idx"), str(rec / "test.rec"), str(rec / "test.idx"), None
+    )
     ours, baseline = [], []
     for _ in range(args.rounds):
         ours.append(rule_loop_throughput(data, args.epochs))
         baseline.append(module_fit_throughput(data, args.epochs))
     loader = loader_throughput(data, args.epochs)
     result = {
-        "network": f"resnet-{EXPERIMENT['num_layers']}", "batch_size": EXPERIMENT["batch_size"],
-        "data_shape": EXPERIMENT["data_shape"], "rounds": args.rounds, "epochs_per_round": args.epochs,
+        "network": f"resnet-{EXPERIMENT['num_layers']}",
+        "batch_size": EXPERIMENT["batch_size"],
+        "data_shape": EXPERIMENT["data_shape"],
+        "rounds": args.rounds,
+        "epochs_per_round": args.epochs,
         "train.train samples/s": [round(x, 1) for x in ours],
         "Module.fit samples/s (baseline)": [round(x, 1) for x in baseline],
         "ratio (median)": round(statistics.median(ours) / statistics.median(baseline), 3),

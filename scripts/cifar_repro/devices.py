@@ -25,7 +25,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from cli import InputError
+from .errors import InputError
 
 # Compute capabilities the mxnet-cu112 1.9.1 wheel has SASS for (sm_50, sm_60, sm_70, sm_80, sm_86).
 SUPPORTED_ARCHITECTURES = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
@@ -62,9 +62,14 @@ class GpuLease:
         return f"GpuLease(ids={self.ids}, {state})"
 
 
-def acquire_gpus(gpu_ids: list[int], count: int, lock_dir: str | Path,
-                 timeout_seconds: float | None = None, poll_seconds: float = 0.5,
-                 log: logging.Logger | None = None) -> GpuLease:
+def acquire_gpus(
+    gpu_ids: list[int],
+    count: int,
+    lock_dir: str | Path,
+    timeout_seconds: float | None = None,
+    poll_seconds: float = 0.5,
+    log: logging.Logger | None = None,
+) -> GpuLease:
     """Lease `count` distinct free ids of `gpu_ids` (first free ones in list order), waiting until
     that many are free at once; with `timeout_seconds`, give up after that long."""
     log = log or logging.getLogger("cifar-repro")
@@ -93,7 +98,8 @@ def acquire_gpus(gpu_ids: list[int], count: int, lock_dir: str | Path,
             if remaining <= 0:
                 raise InputError(
                     f"timed out after {timeout_seconds} s waiting for {count} free GPU ids of {gpu_ids}; "
-                    f"the pid holding each id is in {lock_dir}/gpu-<id>.lock")
+                    f"the pid holding each id is in {lock_dir}/gpu-<id>.lock"
+                )
             pause = min(pause, remaining)
         time.sleep(pause)
 
@@ -189,8 +195,9 @@ def cuda_available() -> bool:
     return _no_cuda_reason() is None
 
 
-def runs_on(capability: tuple[int, int],
-            architectures: tuple[tuple[int, int], ...] = SUPPORTED_ARCHITECTURES) -> bool:
+def runs_on(
+    capability: tuple[int, int], architectures: tuple[tuple[int, int], ...] = SUPPORTED_ARCHITECTURES
+) -> bool:
     """Whether machine code for `architectures` runs on a GPU of compute `capability`: a cubin for
     sm_XY runs on devices of the same major X and minor >= Y (CUDA binary compatibility)."""
     major, minor = capability
@@ -202,18 +209,25 @@ def compute_capabilities(ids: list[int]) -> dict[int, tuple[int, int]]:
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError as error:
-        raise InputError(f"cannot load the CUDA driver library libcuda.so.1 to check the GPUs' compute "
-                         f"capability; is the NVIDIA driver installed? ({error})") from None
+        raise InputError(
+            f"cannot load the CUDA driver library libcuda.so.1 to check the GPUs' compute "
+            f"capability; is the NVIDIA driver installed? ({error})"
+        ) from None
     _check_cuda(cuda, cuda.cuInit(0), "cuInit")
     capabilities = {}
     for gpu_id in ids:
         device = ctypes.c_int()
         _check_cuda(cuda, cuda.cuDeviceGet(ctypes.byref(device), gpu_id), f"cuDeviceGet for GPU {gpu_id}")
         major, minor = ctypes.c_int(), ctypes.c_int()
-        for value, attribute in ((major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
-                                 (minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)):
-            _check_cuda(cuda, cuda.cuDeviceGetAttribute(ctypes.byref(value), attribute, device),
-                        f"cuDeviceGetAttribute({attribute}) for GPU {gpu_id}")
+        for value, attribute in (
+            (major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR),
+            (minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR),
+        ):
+            _check_cuda(
+                cuda,
+                cuda.cuDeviceGetAttribute(ctypes.byref(value), attribute, device),
+                f"cuDeviceGetAttribute({attribute}) for GPU {gpu_id}",
+            )
         capabilities[gpu_id] = (major.value, minor.value)
     return capabilities
 
@@ -228,23 +242,34 @@ def _check_cuda(cuda: ctypes.CDLL, result: int, call: str) -> None:
 
 
 def check_supported(capabilities: dict[int, tuple[int, int]]) -> None:
-    """Fail, naming each GPU, if any of `capabilities` ({id: (major, minor)}) cannot run the wheel's kernels."""
-    unsupported = {gpu_id: capability for gpu_id, capability in capabilities.items() if not runs_on(capability)}
+    """Fail, naming each GPU, if any of `capabilities` ({id: (major, minor)}) cannot run the wheel's
+    kernels."""
+    unsupported = {
+        gpu_id: capability for gpu_id, capability in capabilities.items() if not runs_on(capability)
+    }
     if not unsupported:
         return
-    devices = ", ".join(f"GPU {gpu_id} has compute capability {major}.{minor}"
-                        for gpu_id, (major, minor) in unsupported.items())
+    devices = ", ".join(
+        f"GPU {gpu_id} has compute capability {major}.{minor}"
+        for gpu_id, (major, minor) in unsupported.items()
+    )
     built = ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED_ARCHITECTURES)
     majors = sorted({major for major, _ in SUPPORTED_ARCHITECTURES})
     missing = ", ".join(sorted({f"sm_{major}{minor}" for major, minor in unsupported.values()}))
     raise InputError(
         f"{devices}, but the mxnet-cu112 1.9.1 wheel carries kernels only for compute capability {built} "
         f"(no PTX), which run on {majors[0]}.x-{majors[-1]}.x; use a GPU of compute capability "
-        f"{majors[0]}.x-{majors[-1]}.x, or build MXNet from source for {missing}")
+        f"{majors[0]}.x-{majors[-1]}.x, or build MXNet from source for {missing}"
+    )
 
 
-def training_devices(count: int, gpu_ids: list[int], lock_dir: str | Path, log: logging.Logger,
-                     timeout_seconds: float | None = None) -> tuple[list[mx.Context], GpuLease | None, str]:
+def training_devices(
+    count: int,
+    gpu_ids: list[int],
+    lock_dir: str | Path,
+    log: logging.Logger,
+    timeout_seconds: float | None = None,
+) -> tuple[list[mx.Context], GpuLease | None, str]:
     """The contexts a job asking for `count` GPUs trains on, the lease of its GPU ids (None if none
     are leased; release it when training ends, or let the process exit), and a one-line description.
 
@@ -259,8 +284,10 @@ def training_devices(count: int, gpu_ids: list[int], lock_dir: str | Path, log: 
         gpu_ids = gpu_ids or list(range(visible))
         invisible = [gpu_id for gpu_id in gpu_ids if not 0 <= gpu_id < visible]
         if invisible:
-            raise InputError(f"gpu_ids {invisible} are not among the {visible} GPUs MXNet sees "
-                             f"(ids 0-{visible - 1}, after CUDA_VISIBLE_DEVICES)")
+            raise InputError(
+                f"gpu_ids {invisible} are not among the {visible} GPUs MXNet sees "
+                f"(ids 0-{visible - 1}, after CUDA_VISIBLE_DEVICES)"
+            )
         lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log)
         try:
             capabilities = compute_capabilities(lease.ids)
@@ -268,15 +295,19 @@ def training_devices(count: int, gpu_ids: list[int], lock_dir: str | Path, log: 
         except BaseException:
             lease.release()
             raise
-        described = ", ".join(f"{gpu_id} (compute capability {major}.{minor})"
-                              for gpu_id, (major, minor) in capabilities.items())
+        described = ", ".join(
+            f"{gpu_id} (compute capability {major}.{minor})"
+            for gpu_id, (major, minor) in capabilities.items()
+        )
         description = f"{count} GPU{'s' if count > 1 else ''}: {described}"
         log.info("training on %s", description)
         return [mx.gpu(gpu_id) for gpu_id in lease.ids], lease, description
 
     lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log) if gpu_ids else None
     leased = f", leased GPU ids {lease.ids}" if lease else ""
-    description = (f"{count} CPU context{'s' if count > 1 else ''} in place of {count} "
-                   f"GPU{'s' if count > 1 else ''} ({no_cuda}{leased})")
+    description = (
+        f"{count} CPU context{'s' if count > 1 else ''} in place of {count} "
+        f"GPU{'s' if count > 1 else ''} ({no_cuda}{leased})"
+    )
     log.warning("training on %s", description)
     return [mx.cpu(index) for index in range(count)], lease, description

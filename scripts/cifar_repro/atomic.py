@@ -4,8 +4,8 @@ interrupted or failed step never leaves a partial file where a finished one is e
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def _temporary_sibling(path: Path) -> Path:

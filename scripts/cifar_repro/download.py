@@ -4,18 +4,16 @@ The bytes are streamed to a temporary file and hashed on the way; only a file wh
 configured one is renamed into place. A size cap stops a misbehaving server from filling the disk.
 """
 
-import argparse
 import hashlib
 import logging
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from atomic import atomic_path
-from cli import InputError, run
+from .atomic import atomic_path
+from .errors import InputError
 
 log = logging.getLogger("cifar-repro")
 
@@ -81,21 +79,3 @@ def fetch(url: str, destination: Path, md5: str, timeout: float, max_bytes: int)
                 "(corrupt or unexpected file; set the dataset's md5 in the config if you meant to use it)"
             )
         log.info("%s: %d bytes, MD5 %s -> %s", url, partial.stat().st_size, actual, destination)
-
-
-def _main(args: argparse.Namespace) -> None:
-    fetch(args.url, Path(args.output), args.md5, args.timeout, args.max_bytes)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--md5", required=True, help='expected MD5; "" to accept any (logged)')
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
-    parser.add_argument("--max-bytes", type=int, default=1 << 30)
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,10 +15,7 @@ accuracies (in %) to draw as labelled reference lines:
 metrics without looking at pixels; `draw` turns that table into the figure.
 """
 
-import argparse
-import json
 import logging
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -28,13 +25,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from atomic import atomic_path  # noqa: E402
-from cli import InputError, run  # noqa: E402
+from .errors import InputError  # noqa: E402
 
 log = logging.getLogger("cifar-repro")
 
@@ -258,40 +253,3 @@ def named_paths(pairs: list[tuple[str, str]], option: str) -> dict[str, str]:
             raise InputError(f"{option}: {name} given twice")
         paths[name] = path
     return paths
-
-
-def _main(args: argparse.Namespace) -> None:
-    try:
-        spec = json.loads(args.spec_json)
-    except json.JSONDecodeError as error:
-        raise InputError(f"--spec-json: not JSON ({error})") from None
-    check_spec(spec)
-    formats = FigureCanvasBase.get_supported_filetypes()
-    for output in args.output:
-        if Path(output).suffix[1:] not in formats:
-            raise InputError(f"--output {output}: the suffix names no figure format ({', '.join(formats)})")
-    paths = named_paths(args.metrics, "--metrics")
-    unused = [name for name in paths if name not in spec["experiments"]]
-    if unused:
-        raise InputError(f"--metrics: experiment(s) {', '.join(unused)} are not in figure {spec['title']!r}")
-    data = plot_data(spec, {name: load_metrics(path) for name, path in paths.items()})
-    figure = draw(spec, data)
-    for output in args.output:
-        with atomic_path(output) as partial:
-            figure.savefig(partial, format=Path(output).suffix[1:], dpi=DPI)
-    log.info("figure %r (%s of %s): %s", spec["title"], spec["kind"], ", ".join(spec["experiments"]),
-             ", ".join(args.output))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec-json", required=True, help="the figure's spec, as JSON")
-    parser.add_argument("--metrics", required=True, nargs="+", type=named_path, metavar="NAME=PATH",
-                        help="metrics.csv of each experiment in the spec")
-    parser.add_argument("--output", required=True, action="append",
-                        help="figure file, format from its suffix (.png, .svg, .pdf); repeatable")
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

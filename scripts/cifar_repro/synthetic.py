@@ -10,26 +10,30 @@ CIFAR-100 layout: fine class = (shape, colour), 10 x 10; coarse class = shape wi
 palette, 20 groups of 5 fine classes, as in CIFAR-100.
 """
 
-import argparse
 import gzip
 import hashlib
 import io
 import logging
 import pickle
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
-from atomic import atomic_path
-from cli import run
+from .atomic import atomic_path
 
 SHAPES = ["disc", "square", "triangle", "cross", "ring", "hbar", "vbar", "diamond", "checker", "stripes"]
 COLOURS = {  # the first five are the "warm" palette, the last five the "cool" one
-    "red": (220, 40, 40), "orange": (240, 140, 20), "yellow": (230, 220, 40), "pink": (240, 120, 200),
-    "white": (235, 235, 235), "green": (40, 180, 60), "teal": (30, 170, 170), "blue": (40, 70, 220),
-    "purple": (130, 50, 190), "black": (20, 20, 20),
+    "red": (220, 40, 40),
+    "orange": (240, 140, 20),
+    "yellow": (230, 220, 40),
+    "pink": (240, 120, 200),
+    "white": (235, 235, 235),
+    "green": (40, 180, 60),
+    "teal": (30, 170, 170),
+    "blue": (40, 70, 220),
+    "purple": (130, 50, 190),
+    "black": (20, 20, 20),
 }
 SIZE = 32
 
@@ -72,7 +76,7 @@ def classes(dataset: str) -> list[tuple[str, str]]:
     """(shape, colour) of each fine class, in label order."""
     colours = list(COLOURS)
     if dataset == "cifar10":
-        return list(zip(SHAPES, colours))
+        return list(zip(SHAPES, colours, strict=True))
     return [(shape, colour) for shape in SHAPES for colour in colours]
 
 
@@ -100,8 +104,9 @@ def _batch(images, labels, batch_label: str, first_index: int, label_key: str, e
     return batch
 
 
-def archive_members(dataset: str, train_per_class: int, test_per_class: int, seed: int,
-                    noise: float) -> dict[str, dict]:
+def archive_members(
+    dataset: str, train_per_class: int, test_per_class: int, seed: int, noise: float
+) -> dict[str, dict]:
     """Member name -> pickled object, in the official archive's layout."""
     rng = np.random.default_rng(seed)
     train_images, train_labels = make_split(dataset, train_per_class, rng, noise)
@@ -111,11 +116,17 @@ def archive_members(dataset: str, train_per_class: int, test_per_class: int, see
         per_batch = -(-len(train_labels) // 5)
         members = {
             f"cifar-10-batches-py/data_batch_{i + 1}": _batch(
-                train_images[i * per_batch:(i + 1) * per_batch], train_labels[i * per_batch:(i + 1) * per_batch],
-                f"training batch {i + 1} of 5", i * per_batch, "labels")
+                train_images[i * per_batch : (i + 1) * per_batch],
+                train_labels[i * per_batch : (i + 1) * per_batch],
+                f"training batch {i + 1} of 5",
+                i * per_batch,
+                "labels",
+            )
             for i in range(5)
         }
-        members["cifar-10-batches-py/test_batch"] = _batch(test_images, test_labels, "testing batch 1 of 1", 0, "labels")
+        members["cifar-10-batches-py/test_batch"] = _batch(
+            test_images, test_labels, "testing batch 1 of 1", 0, "labels"
+        )
         members["cifar-10-batches-py/batches.meta"] = {
             b"num_cases_per_batch": per_batch,
             b"label_names": [f"{colour}_{shape}".encode() for shape, colour in fine],
@@ -124,10 +135,22 @@ def archive_members(dataset: str, train_per_class: int, test_per_class: int, see
         return members
     palette = ["warm", "cool"]
     return {
-        "cifar-100-python/train": _batch(train_images, train_labels, "training batch 1 of 1", 0, "fine_labels",
-                                         {b"coarse_labels": coarse_labels(train_labels)}),
-        "cifar-100-python/test": _batch(test_images, test_labels, "testing batch 1 of 1", 0, "fine_labels",
-                                        {b"coarse_labels": coarse_labels(test_labels)}),
+        "cifar-100-python/train": _batch(
+            train_images,
+            train_labels,
+            "training batch 1 of 1",
+            0,
+            "fine_labels",
+            {b"coarse_labels": coarse_labels(train_labels)},
+        ),
+        "cifar-100-python/test": _batch(
+            test_images,
+            test_labels,
+            "testing batch 1 of 1",
+            0,
+            "fine_labels",
+            {b"coarse_labels": coarse_labels(test_labels)},
+        ),
         "cifar-100-python/meta": {
             b"fine_label_names": [f"{colour}_{shape}".encode() for shape, colour in fine],
             b"coarse_label_names": [f"{shape}_{tone}".encode() for shape in SHAPES for tone in palette],
@@ -138,7 +161,10 @@ def archive_members(dataset: str, train_per_class: int, test_per_class: int, see
 def archive_bytes(members: dict[str, object]) -> bytes:
     """A deterministic tar.gz of pickled members (bytes members are stored as they are)."""
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", filename="", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", filename="", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for name, obj in members.items():
             blob = obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=2)
             info = tarfile.TarInfo(name)
@@ -153,24 +179,3 @@ def write_archive(path: str | Path, members: dict[str, object]) -> str:
     with atomic_path(path) as partial:
         partial.write_bytes(blob)
     return hashlib.md5(blob).hexdigest()
-
-
-def _main(args: argparse.Namespace) -> None:
-    members = archive_members(args.dataset, args.train_per_class, args.test_per_class, args.seed, args.noise)
-    md5 = write_archive(args.output, members)
-    log.info("%s: synthetic %s archive, MD5 %s", args.output, args.dataset, md5)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=["cifar10", "cifar100"])
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--train-per-class", type=int, required=True)
-    parser.add_argument("--test-per-class", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--noise", type=float, default=30.0, help="std of the pixel noise")
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

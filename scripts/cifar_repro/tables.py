@@ -8,28 +8,43 @@
 Both are written as CSV and as GitHub-flavoured markdown (`to_markdown`, which needs no `tabulate`).
 """
 
-import argparse
 import json
 import logging
 import math
-import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from atomic import atomic_path
-from cli import InputError, run
-from figures import load_metrics, mean_samples_per_second, named_path, named_paths
+from .atomic import atomic_path
+from .errors import InputError
+from .metrics import mean_samples_per_second
 
 log = logging.getLogger("cifar-repro")
 
-SUMMARY_COLUMNS = ["experiment", "dataset", "network", "epochs", "best_val_accuracy", "best_epoch",
-                   "final_val_accuracy", "final_val_top5_accuracy", "wall_hours", "samples_per_second",
-                   "devices", "published", "difference"]
+SUMMARY_COLUMNS = [
+    "experiment",
+    "dataset",
+    "network",
+    "epochs",
+    "best_val_accuracy",
+    "best_epoch",
+    "final_val_accuracy",
+    "final_val_top5_accuracy",
+    "wall_hours",
+    "samples_per_second",
+    "devices",
+    "published",
+    "difference",
+]
 # what summary_table reads from a run.json
-RUN_FIELDS = [("experiment",), ("config", "dataset"), ("config", "network"), ("devices", "description"),
-              ("wall_seconds",)]
+RUN_FIELDS = [
+    ("experiment",),
+    ("config", "dataset"),
+    ("config", "network"),
+    ("devices", "description"),
+    ("wall_seconds",),
+]
 
 
 # ---------------------------------------------------------------- results
@@ -58,8 +73,9 @@ def summary_row(name: str, run: dict, metrics: pd.DataFrame, published: float | 
     }
 
 
-def summary_table(runs: dict[str, dict], metrics: dict[str, pd.DataFrame],
-                  published: dict[str, float]) -> pd.DataFrame:
+def summary_table(
+    runs: dict[str, dict], metrics: dict[str, pd.DataFrame], published: dict[str, float]
+) -> pd.DataFrame:
     """One row per experiment of `runs` (run.json records), in their order; NaN where there is nothing
     to show (no top-5 accuracy on CIFAR-10, no published accuracy)."""
     without_metrics = [name for name in runs if name not in metrics]
@@ -68,8 +84,11 @@ def summary_table(runs: dict[str, dict], metrics: dict[str, pd.DataFrame],
     without_run = [name for name in [*metrics, *published] if name not in runs]
     if without_run:
         raise InputError(f"no run given for experiment(s) {', '.join(dict.fromkeys(without_run))}")
-    not_numbers = [name for name, value in published.items()
-                   if isinstance(value, bool) or not isinstance(value, (int, float))]
+    not_numbers = [
+        name
+        for name, value in published.items()
+        if isinstance(value, bool) or not isinstance(value, (int, float))
+    ]
     if not_numbers:
         raise InputError(f"published accuracy of {', '.join(not_numbers)} is not a number")
     rows = [summary_row(name, run, metrics[name], published.get(name)) for name, run in runs.items()]
@@ -110,14 +129,20 @@ def params_diff(configs: dict[str, dict]) -> pd.DataFrame:
     flat = {name: flatten(config) for name, config in configs.items()}
     appearance = list(dict.fromkeys(key for values in flat.values() for key in values))
     sections = list(dict.fromkeys(key.split(".")[0] for key in appearance))
-    keys = sorted(appearance, key=lambda key: sections.index(key.split(".")[0]))  # stable: keeps the order within
+    keys = sorted(
+        appearance, key=lambda key: sections.index(key.split(".")[0])
+    )  # stable: keeps the order within
     rows = []
     for key in keys:
         # a missing key is None, unlike any present value (even null, which is "null")
         values = {name: _comparable(config[key]) if key in config else None for name, config in flat.items()}
         if len(set(values.values())) > 1:
-            rows.append({"parameter": key,
-                         **{name: _shown(config[key]) if key in config else "" for name, config in flat.items()}})
+            rows.append(
+                {
+                    "parameter": key,
+                    **{name: _shown(config[key]) if key in config else "" for name, config in flat.items()},
+                }
+            )
     return pd.DataFrame(rows, columns=["parameter", *configs])
 
 
@@ -146,24 +171,33 @@ def _cell(value: object, float_format: str) -> str:
 
 def to_markdown(table: pd.DataFrame, float_format: str = "{:.2f}") -> str:
     """A GitHub-flavoured markdown table: numeric columns right-aligned, NaN and None empty."""
-    numeric = [pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
-               for column in table.columns]
-    lines = ["| " + " | ".join(_cell(column, float_format) for column in table.columns) + " |",
-             "|" + "|".join("---:" if right else "---" for right in numeric) + "|"]
-    lines += ["| " + " | ".join(_cell(value, float_format) for value in row) + " |"
-              for row in table.itertuples(index=False)]
+    numeric = [
+        pd.api.types.is_numeric_dtype(table[column]) and not pd.api.types.is_bool_dtype(table[column])
+        for column in table.columns
+    ]
+    lines = [
+        "| " + " | ".join(_cell(column, float_format) for column in table.columns) + " |",
+        "|" + "|".join("---:" if right else "---" for right in numeric) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(_cell(value, float_format) for value in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
 def params_markdown(diffs: dict[str, pd.DataFrame]) -> str:
     """A heading and a table per group."""
-    sections = [f"## {group}\n\n" + (to_markdown(diff) if len(diff) else "No parameter differs.\n")
-                for group, diff in diffs.items()]
+    sections = [
+        f"## {group}\n\n" + (to_markdown(diff) if len(diff) else "No parameter differs.\n")
+        for group, diff in diffs.items()
+    ]
     return "\n".join(sections) if sections else "No groups.\n"
 
 
 def params_csv_table(diffs: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The groups' diffs stacked, with a group column; a group's rows are empty for other groups' experiments."""
+    """The groups' diffs stacked, with a group column; a group's rows are empty for other groups'
+    experiments."""
     frames = [diff.assign(group=group) for group, diff in diffs.items()]
     if not frames:
         return pd.DataFrame(columns=["group", "parameter"])
@@ -190,51 +224,21 @@ def load_run(path: str, name: str) -> dict:
     return record
 
 
-def _json_option(text: str, option: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{option}: not JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{option}: not a JSON object")
-    return value
-
-
-def _write(path: str, write: Callable[[Path], object]) -> None:
-    with atomic_path(path) as partial:
-        write(partial)
-
-
-def _main(args: argparse.Namespace) -> None:
-    published = _json_option(args.published_json, "--published-json")
-    groups = _json_option(args.groups_json, "--groups-json")
-    runs = {name: load_run(path, name) for name, path in named_paths(args.run, "--run").items()}
-    metrics = {name: load_metrics(path) for name, path in named_paths(args.metrics, "--metrics").items()}
-    summary = summary_table(runs, metrics, published)
-    diffs = group_diffs(groups, runs)
-    _write(args.summary_csv, lambda partial: summary.to_csv(partial, index=False))
-    _write(args.summary_md, lambda partial: partial.write_text(to_markdown(summary)))
-    _write(args.params_csv, lambda partial: params_csv_table(diffs).to_csv(partial, index=False))
-    _write(args.params_md, lambda partial: partial.write_text(params_markdown(diffs)))
-    for row in summary.itertuples():
-        log.info("%s: final validation accuracy %.2f %% (best %.2f %% at epoch %d)", row.experiment,
-                 row.final_val_accuracy, row.best_val_accuracy, row.best_epoch)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, nargs="+", type=named_path, metavar="NAME=PATH",
-                        help="run.json of each experiment")
-    parser.add_argument("--metrics", required=True, nargs="+", type=named_path, metavar="NAME=PATH",
-                        help="metrics.csv of each experiment")
-    parser.add_argument("--published-json", default="{}", help='published accuracies in %%: {"name": 80.0}')
-    parser.add_argument("--groups-json", default="{}", help='experiments to compare: {"group": ["a", "b"]}')
-    parser.add_argument("--summary-csv", required=True)
-    parser.add_argument("--summary-md", required=True)
-    parser.add_argument("--params-csv", required=True)
-    parser.add_argument("--params-md", required=True)
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def write_tables(
+    summary: pd.DataFrame,
+    diffs: dict[str, pd.DataFrame],
+    summary_csv: str,
+    summary_md: str,
+    params_csv: str,
+    params_md: str,
+) -> None:
+    """The summary and the groups' params diffs, each as CSV and markdown."""
+    writers: dict[str, Callable[[Path], object]] = {
+        summary_csv: lambda partial: summary.to_csv(partial, index=False),
+        summary_md: lambda partial: partial.write_text(to_markdown(summary)),
+        params_csv: lambda partial: params_csv_table(diffs).to_csv(partial, index=False),
+        params_md: lambda partial: partial.write_text(params_markdown(diffs)),
+    }
+    for path, write in writers.items():
+        with atomic_path(path) as partial:
+            write(partial)

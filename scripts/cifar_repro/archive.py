@@ -5,20 +5,18 @@ pickles are loaded with an unpickler that can only rebuild plain containers and 
 (no arbitrary callables), then checked for the layout of the official archives.
 """
 
-import argparse
 import io
 import logging
 import pickle
 import re
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from atomic import atomic_path
-from cli import InputError, run
+from .atomic import atomic_path
+from .errors import InputError
 
 IMAGE_SHAPE = (3, 32, 32)
 MAX_MEMBER_BYTES = 512 << 20
@@ -51,9 +49,13 @@ LAYOUTS = {
         test_member="cifar-100-python/test",
         meta_member="cifar-100-python/meta",
         label_keys={"labels": "fine_labels", "coarse_labels": "coarse_labels"},
-        name_keys={"label_names": ("fine_label_names", 100), "coarse_label_names": ("coarse_label_names", 20)},
+        name_keys={
+            "label_names": ("fine_label_names", 100),
+            "coarse_label_names": ("coarse_label_names", 20),
+        },
     ),
 }
+NUM_CLASSES = {dataset: layout.name_keys["label_names"][1] for dataset, layout in LAYOUTS.items()}
 # coarse_labels index coarse_label_names; labels index label_names
 NAMES_FOR_LABELS = {"labels": "label_names", "coarse_labels": "coarse_label_names"}
 
@@ -120,8 +122,12 @@ def _class_names(meta: dict, key: str, count: int, where: str) -> np.ndarray:
 
 def _batch_arrays(batch: dict, layout: Layout, names: dict[str, np.ndarray], where: str) -> dict:
     data = batch.get("data")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != np.prod(IMAGE_SHAPE):
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != np.prod(IMAGE_SHAPE)
+    ):
         described = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise InputError(f"{where}: data must be a uint8 array of shape (N, 3072), found {described}")
     arrays = {"data": data.reshape((-1,) + IMAGE_SHAPE)}
@@ -149,19 +155,23 @@ def read_archive(path: str | Path, dataset: str) -> dict[str, dict[str, np.ndarr
     layout = LAYOUTS[dataset]
     origin = str(path)
     try:
-        archive = tarfile.open(path, "r:*")
+        archive = tarfile.open(path, "r:*")  # noqa: SIM115 -- closed by the with below
     except (tarfile.TarError, OSError, EOFError) as error:
         raise InputError(f"{origin}: not a readable tar(.gz) archive: {error}") from error
     try:
         with archive:
             meta = _read_member(archive, layout.meta_member, origin)
             where = f"{origin}: member {layout.meta_member}"
-            names = {array_name: _class_names(meta, key, count, where)
-                     for array_name, (key, count) in layout.name_keys.items()}
+            names = {
+                array_name: _class_names(meta, key, count, where)
+                for array_name, (key, count) in layout.name_keys.items()
+            }
             splits = {}
             for split, members in (("train", layout.train_members), ("test", (layout.test_member,))):
-                batches = [_batch_arrays(_read_member(archive, m, origin), layout, names, f"{origin}: member {m}")
-                           for m in members]
+                batches = [
+                    _batch_arrays(_read_member(archive, m, origin), layout, names, f"{origin}: member {m}")
+                    for m in members
+                ]
                 splits[split] = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
                 splits[split].update(names)
     except (tarfile.TarError, OSError, EOFError, ValueError) as error:  # truncated or corrupt gzip/tar
@@ -173,32 +183,11 @@ def read_archive(path: str | Path, dataset: str) -> dict[str, dict[str, np.ndarr
 
 
 def save_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
-    with atomic_path(path) as partial:
-        with open(partial, "wb") as target:  # a file object stops numpy appending ".npz" to the name
-            np.savez(target, **arrays)
+    # a file object stops numpy appending ".npz" to the name
+    with atomic_path(path) as partial, open(partial, "wb") as target:
+        np.savez(target, **arrays)
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as npz:
         return dict(npz)
-
-
-def _main(args: argparse.Namespace) -> None:
-    splits = read_archive(args.archive, args.dataset)
-    for split, output in (("train", args.train), ("test", args.test)):
-        save_arrays(splits[split], output)
-        log.info("%s %s: %d images, %d classes -> %s", args.dataset, split, len(splits[split]["data"]),
-                 len(splits[split]["label_names"]), output)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
-    parser.add_argument("--archive", required=True)
-    parser.add_argument("--train", required=True, help="output .npz of the training split")
-    parser.add_argument("--test", required=True, help="output .npz of the test split")
-    return run(_main, parser, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ MXNet's automatic names, which depend on how many symbols were built before in t
 - `fine_tune`: replace the classifier of a pretrained symbol with a new one.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import mxnet as mx
 
@@ -33,14 +33,28 @@ BN_EPS = 2e-5
 BN_MOMENTUM = 0.9
 
 
-def _conv_bn(data: Symbol, name: str, bn_name: str, num_filter: int, kernel: int, stride: int,
-             pad: int, num_group: int = 1) -> Symbol:
+def _conv_bn(
+    data: Symbol,
+    name: str,
+    bn_name: str,
+    num_filter: int,
+    kernel: int,
+    stride: int,
+    pad: int,
+    num_group: int = 1,
+) -> Symbol:
     """A bias-free convolution followed by batch norm (the bias would be cancelled by the BN)."""
-    conv = mx.sym.Convolution(data=data, num_filter=num_filter, num_group=num_group,
-                              kernel=(kernel, kernel), stride=(stride, stride), pad=(pad, pad),
-                              no_bias=True, name=name)
-    return mx.sym.BatchNorm(data=conv, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM,
-                            name=bn_name)
+    conv = mx.sym.Convolution(
+        data=data,
+        num_filter=num_filter,
+        num_group=num_group,
+        kernel=(kernel, kernel),
+        stride=(stride, stride),
+        pad=(pad, pad),
+        no_bias=True,
+        name=name,
+    )
+    return mx.sym.BatchNorm(data=conv, fix_gamma=False, eps=BN_EPS, momentum=BN_MOMENTUM, name=bn_name)
 
 
 def _relu(data: Symbol, name: str) -> Symbol:
@@ -54,14 +68,15 @@ def _classifier(features: Symbol, num_classes: int, fc_name: str = "fc1") -> Sym
     return mx.sym.SoftmaxOutput(data=logits, name="softmax")
 
 
-def _resnext_unit(data: Symbol, name: str, width: int, num_filter: int, stride: int,
-                  project_shortcut: bool, num_group: int) -> Symbol:
+def _resnext_unit(
+    data: Symbol, name: str, width: int, num_filter: int, stride: int, project_shortcut: bool, num_group: int
+) -> Symbol:
     """A ResNeXt bottleneck: 1x1 reduce, grouped 3x3, 1x1 expand, added to the shortcut."""
-    body = _relu(_conv_bn(data, f"{name}_conv1", f"{name}_bn1", width, 1, 1, 0),
-                 f"{name}_relu1")
-    body = _relu(_conv_bn(body, f"{name}_conv2", f"{name}_bn2", width, 3, stride, 1,
-                          num_group=num_group),
-                 f"{name}_relu2")
+    body = _relu(_conv_bn(data, f"{name}_conv1", f"{name}_bn1", width, 1, 1, 0), f"{name}_relu1")
+    body = _relu(
+        _conv_bn(body, f"{name}_conv2", f"{name}_bn2", width, 3, stride, 1, num_group=num_group),
+        f"{name}_relu2",
+    )
     body = _conv_bn(body, f"{name}_conv3", f"{name}_bn3", num_filter, 1, 1, 0)
     if project_shortcut:
         shortcut = _conv_bn(data, f"{name}_sc", f"{name}_sc_bn", num_filter, 1, stride, 0)
@@ -70,8 +85,9 @@ def _resnext_unit(data: Symbol, name: str, width: int, num_filter: int, stride: 
     return _relu(mx.sym.elemwise_add(body, shortcut, name=f"{name}_plus"), f"{name}_relu")
 
 
-def resnext(num_classes: int, num_layers: int = 101, num_group: int = 32,
-            bottleneck_width: int = 4) -> Symbol:
+def resnext(
+    num_classes: int, num_layers: int = 101, num_group: int = 32, bottleneck_width: int = 4
+) -> Symbol:
     """ResNeXt-{num_layers} ({num_group}x{bottleneck_width}d) with the ImageNet topology.
 
     Layer names follow MXNet's example/image-classification/symbols/resnext.py (the model zoo's
@@ -80,27 +96,33 @@ def resnext(num_classes: int, num_layers: int = 101, num_group: int = 32,
     pretrained weights still fit) and the final pooling is global, so 28x28 and 32x32 crops work.
     """
     if num_layers not in RESNEXT_UNITS:
-        raise ValueError(f"ResNeXt num_layers must be one of {sorted(RESNEXT_UNITS)}, "
-                         f"got {num_layers}")
+        raise ValueError(f"ResNeXt num_layers must be one of {sorted(RESNEXT_UNITS)}, got {num_layers}")
     data = mx.sym.Variable("data")
     # Normalises the raw input; gamma is fixed as in the model zoo network.
-    body = mx.sym.BatchNorm(data=data, fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM,
-                            name="bn_data")
+    body = mx.sym.BatchNorm(data=data, fix_gamma=True, eps=BN_EPS, momentum=BN_MOMENTUM, name="bn_data")
     body = _relu(_conv_bn(body, "conv0", "bn0", RESNEXT_STEM_FILTERS, 7, 2, 3), "relu0")
-    body = mx.sym.Pooling(data=body, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max",
-                          name="pooling0")
+    body = mx.sym.Pooling(
+        data=body, kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="max", name="pooling0"
+    )
     for stage, (num_units, num_filter) in enumerate(
-            zip(RESNEXT_UNITS[num_layers], RESNEXT_STAGE_FILTERS), start=1):
+        zip(RESNEXT_UNITS[num_layers], RESNEXT_STAGE_FILTERS, strict=True), start=1
+    ):
         # The grouped convolution doubles its width with every stage, like the output channels.
         width = num_group * bottleneck_width * 2 ** (stage - 1)
         for unit in range(1, num_units + 1):
             first = unit == 1
             # The first unit of every stage but the first halves the resolution.
             stride = 2 if first and stage > 1 else 1
-            body = _resnext_unit(body, f"stage{stage}_unit{unit}", width, num_filter, stride,
-                                 project_shortcut=first, num_group=num_group)
-    pool = mx.sym.Pooling(data=body, global_pool=True, pool_type="avg",
-                          name="pool1")
+            body = _resnext_unit(
+                body,
+                f"stage{stage}_unit{unit}",
+                width,
+                num_filter,
+                stride,
+                project_shortcut=first,
+                num_group=num_group,
+            )
+    pool = mx.sym.Pooling(data=body, global_pool=True, pool_type="avg", name="pool1")
     return _classifier(pool, num_classes)
 
 
@@ -110,13 +132,13 @@ def _resnet_cifar_unit(data: Symbol, name: str, num_filter: int, downsample: boo
     When a unit halves the resolution and doubles the channels, the shortcut is the subsampled
     input padded with zero channels (the paper's option A), so it adds no parameters."""
     stride = 2 if downsample else 1
-    body = _relu(_conv_bn(data, f"{name}_conv1", f"{name}_bn1", num_filter, 3, stride, 1),
-                 f"{name}_relu1")
+    body = _relu(_conv_bn(data, f"{name}_conv1", f"{name}_bn1", num_filter, 3, stride, 1), f"{name}_relu1")
     body = _conv_bn(body, f"{name}_conv2", f"{name}_bn2", num_filter, 3, 1, 1)
     if downsample:
         # A 1x1 max pool with stride 2 just picks every second pixel.
-        subsampled = mx.sym.Pooling(data=data, kernel=(1, 1), stride=(2, 2), pool_type="max",
-                                    name=f"{name}_sc_subsample")
+        subsampled = mx.sym.Pooling(
+            data=data, kernel=(1, 1), stride=(2, 2), pool_type="max", name=f"{name}_sc_subsample"
+        )
         zeros = mx.sym.zeros_like(subsampled, name=f"{name}_sc_zeros")
         shortcut = mx.sym.Concat(subsampled, zeros, dim=1, name=f"{name}_sc")
     else:
@@ -132,67 +154,96 @@ def resnet_cifar(num_classes: int, num_layers: int) -> Symbol:
     Names mirror `resnext` (conv0, stage{i}_unit{j}_..., pool1, flatten0, fc1, softmax).
     """
     if num_layers < 8 or (num_layers - 2) % 6:
-        raise ValueError(f"CIFAR ResNet num_layers must be 6n+2 with n >= 1 "
-                         f"(e.g. 20, 32, 44, 56, 110), got {num_layers}")
+        raise ValueError(
+            f"CIFAR ResNet num_layers must be 6n+2 with n >= 1 (e.g. 20, 32, 44, 56, 110), got {num_layers}"
+        )
     units_per_stage = (num_layers - 2) // 6
     data = mx.sym.Variable("data")
-    body = _relu(_conv_bn(data, "conv0", "bn0", RESNET_CIFAR_STAGE_FILTERS[0], 3, 1, 1),
-                 "relu0")
+    body = _relu(_conv_bn(data, "conv0", "bn0", RESNET_CIFAR_STAGE_FILTERS[0], 3, 1, 1), "relu0")
     for stage, num_filter in enumerate(RESNET_CIFAR_STAGE_FILTERS, start=1):
         for unit in range(1, units_per_stage + 1):
-            body = _resnet_cifar_unit(body, f"stage{stage}_unit{unit}", num_filter,
-                                      downsample=unit == 1 and stage > 1)
-    pool = mx.sym.Pooling(data=body, global_pool=True, pool_type="avg",
-                          name="pool1")
+            body = _resnet_cifar_unit(
+                body, f"stage{stage}_unit{unit}", num_filter, downsample=unit == 1 and stage > 1
+            )
+    pool = mx.sym.Pooling(data=body, global_pool=True, pool_type="avg", name="pool1")
     return _classifier(pool, num_classes)
 
 
-def _conv_bn_rrelu(data: Symbol, num_filter: int, kernel: int, name: str, stride: int = 1,
-                   pad: int = 0) -> Symbol:
+def _conv_bn_rrelu(
+    data: Symbol, num_filter: int, kernel: int, name: str, stride: int = 1, pad: int = 0
+) -> Symbol:
     """The notebook's ConvFactory: convolution, batch norm, randomized leaky ReLU."""
-    conv = mx.sym.Convolution(data=data, num_filter=num_filter, kernel=(kernel, kernel),
-                              stride=(stride, stride), pad=(pad, pad), name=f"conv_{name}")
+    conv = mx.sym.Convolution(
+        data=data,
+        num_filter=num_filter,
+        kernel=(kernel, kernel),
+        stride=(stride, stride),
+        pad=(pad, pad),
+        name=f"conv_{name}",
+    )
     # The notebook used the BatchNorm defaults (then as now: fixed gamma, eps 1e-3).
     bn = mx.sym.BatchNorm(data=conv, fix_gamma=True, eps=1e-3, name=f"bn_{name}")
     # An rrelu layer also exposes the random slopes it drew as a second output; keep the first.
     return mx.sym.LeakyReLU(data=bn, act_type="rrelu", name=f"rrelu_{name}")[0]
 
 
-def _inception_a(data: Symbol, num_1x1: int, num_3x3_reduce: int, num_3x3: int,
-                 num_double_3x3_reduce: int, num_double_3x3: int, pool_type: str, num_proj: int,
-                 name: str) -> Symbol:
+def _inception_a(
+    data: Symbol,
+    num_1x1: int,
+    num_3x3_reduce: int,
+    num_3x3: int,
+    num_double_3x3_reduce: int,
+    num_double_3x3: int,
+    pool_type: str,
+    num_proj: int,
+    name: str,
+) -> Symbol:
     """Inception-BN module keeping the resolution: 1x1, 3x3, double 3x3 and pool+1x1 branches."""
     branch_1x1 = _conv_bn_rrelu(data, num_1x1, 1, f"{name}_1x1")
     branch_3x3 = _conv_bn_rrelu(data, num_3x3_reduce, 1, f"{name}_3x3_reduce")
     branch_3x3 = _conv_bn_rrelu(branch_3x3, num_3x3, 3, f"{name}_3x3", pad=1)
     branch_double = _conv_bn_rrelu(data, num_double_3x3_reduce, 1, f"{name}_double_3x3_reduce")
-    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_0",
-                                   pad=1)
-    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_1",
-                                   pad=1)
-    pooled = mx.sym.Pooling(data=data, kernel=(3, 3), stride=(1, 1), pad=(1, 1),
-                            pool_type=pool_type, name=f"{pool_type}_pool_{name}_pool")
+    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_0", pad=1)
+    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_1", pad=1)
+    pooled = mx.sym.Pooling(
+        data=data,
+        kernel=(3, 3),
+        stride=(1, 1),
+        pad=(1, 1),
+        pool_type=pool_type,
+        name=f"{pool_type}_pool_{name}_pool",
+    )
     branch_pool = _conv_bn_rrelu(pooled, num_proj, 1, f"{name}_proj")
-    return mx.sym.Concat(branch_1x1, branch_3x3, branch_double, branch_pool,
-                         name=f"ch_concat_{name}_chconcat")
+    return mx.sym.Concat(
+        branch_1x1, branch_3x3, branch_double, branch_pool, name=f"ch_concat_{name}_chconcat"
+    )
 
 
-def _inception_b(data: Symbol, num_3x3_reduce: int, num_3x3: int, num_double_3x3_reduce: int,
-                 num_double_3x3: int, name: str) -> Symbol:
+def _inception_b(
+    data: Symbol,
+    num_3x3_reduce: int,
+    num_3x3: int,
+    num_double_3x3_reduce: int,
+    num_double_3x3: int,
+    name: str,
+) -> Symbol:
     """Inception-BN module halving the resolution: strided 3x3, double 3x3 and max-pool branches."""
     branch_3x3 = _conv_bn_rrelu(data, num_3x3_reduce, 1, f"{name}_3x3_reduce")
     branch_3x3 = _conv_bn_rrelu(branch_3x3, num_3x3, 3, f"{name}_3x3", stride=2, pad=1)
     branch_double = _conv_bn_rrelu(data, num_double_3x3_reduce, 1, f"{name}_double_3x3_reduce")
-    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_0",
-                                   pad=1)
-    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_1",
-                                   stride=2, pad=1)
+    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_0", pad=1)
+    branch_double = _conv_bn_rrelu(branch_double, num_double_3x3, 3, f"{name}_double_3x3_1", stride=2, pad=1)
     # The notebook's unpadded pool relied on the MXNet of its time rounding output sizes up;
     # today that is pooling_convention="full" (28 -> 14 -> 7, matching the strided convs).
-    branch_pool = mx.sym.Pooling(data=data, kernel=(3, 3), stride=(2, 2), pool_type="max",
-                                 pooling_convention="full", name=f"max_pool_{name}_pool")
-    return mx.sym.Concat(branch_3x3, branch_double, branch_pool,
-                         name=f"ch_concat_{name}_chconcat")
+    branch_pool = mx.sym.Pooling(
+        data=data,
+        kernel=(3, 3),
+        stride=(2, 2),
+        pool_type="max",
+        pooling_convention="full",
+        name=f"max_pool_{name}_pool",
+    )
+    return mx.sym.Concat(branch_3x3, branch_double, branch_pool, name=f"ch_concat_{name}_chconcat")
 
 
 def inception_rrelu(num_classes: int = 100) -> Symbol:
@@ -212,8 +263,7 @@ def inception_rrelu(num_classes: int = 100) -> Symbol:
     body = _inception_b(body, 128, 192, 192, 256, "4e")
     body = _inception_a(body, 352, 192, 320, 160, 224, "avg", 128, "5a")
     body = _inception_a(body, 352, 192, 320, 192, 224, "max", 128, "5b")
-    pool = mx.sym.Pooling(data=body, kernel=(7, 7), stride=(1, 1), pool_type="avg",
-                          name="global_pool")
+    pool = mx.sym.Pooling(data=body, kernel=(7, 7), stride=(1, 1), pool_type="avg", name="global_pool")
     return _classifier(pool, num_classes, fc_name="fc")
 
 
@@ -231,8 +281,9 @@ def build(name: str, num_classes: int, **options) -> Symbol:
     return NETWORKS[name](num_classes=num_classes, **options)
 
 
-def fine_tune(symbol: Symbol, arg_params: dict, num_classes: int,
-              layer: str = "flatten0") -> tuple[Symbol, dict]:
+def fine_tune(
+    symbol: Symbol, arg_params: dict, num_classes: int, layer: str = "flatten0"
+) -> tuple[Symbol, dict]:
     """Put a new `num_classes`-way classifier on the output of `layer` of a pretrained network.
 
     Returns the new symbol (`layer` -> FullyConnected `fc` -> SoftmaxOutput `softmax`) and the
@@ -246,13 +297,17 @@ def fine_tune(symbol: Symbol, arg_params: dict, num_classes: int,
     wanted = f"{layer}_output"
     if wanted not in outputs:
         candidates = [out[: -len("_output")] for out in outputs if out.endswith("_output")]
-        raise ValueError(f"layer {layer!r} not found in the pretrained network; the last layers "
-                         f"are: {', '.join(candidates[-6:])}")
+        raise ValueError(
+            f"layer {layer!r} not found in the pretrained network; the last layers "
+            f"are: {', '.join(candidates[-6:])}"
+        )
     features = internals[wanted]
     feature_args = set(features.list_arguments())
     if "fc_weight" in feature_args:
-        raise ValueError(f"the network up to {layer!r} already has a layer named 'fc'; "
-                         "the new classifier would share its parameters")
+        raise ValueError(
+            f"the network up to {layer!r} already has a layer named 'fc'; "
+            "the new classifier would share its parameters"
+        )
     logits = mx.sym.FullyConnected(data=features, num_hidden=num_classes, name="fc")
     new_symbol = mx.sym.SoftmaxOutput(data=logits, name="softmax")
     kept = {name: value for name, value in arg_params.items() if name in feature_args}

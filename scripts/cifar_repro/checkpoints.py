@@ -1,0 +1,89 @@
+"""Per-epoch checkpoints for exact resume, and MXNet's .params file format.
+
+After every epoch the parameters, the optimizer state (with the optimizer itself, so update counts
+survive) and the metric rows so far go to a folder Snakemake does not manage, so they survive a
+failed or killed job. A rerun continues after the last complete epoch; a checkpoint of a different
+experiment configuration (another fingerprint) is ignored.
+"""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+
+from .atomic import atomic_path
+
+log = logging.getLogger("cifar-repro")
+
+
+def save_params(path: str | Path, arg_params: dict, aux_params: dict) -> None:
+    """In mx.model.save_checkpoint's format ("arg:"/"aux:" prefixes), written atomically."""
+    arrays = {f"arg:{k}": v for k, v in arg_params.items()} | {f"aux:{k}": v for k, v in aux_params.items()}
+    with atomic_path(path) as partial:
+        mx.nd.save(str(partial), arrays)
+
+
+def load_params(path: str | Path) -> tuple[dict, dict]:
+    """(arg_params, aux_params) of a .params file."""
+    loaded = mx.nd.load(str(path))
+    arg = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
+    return arg, aux
+
+
+def fingerprint(experiment: dict, num_classes: int) -> str:
+    """Identifies what a checkpoint was trained for, so a changed experiment starts afresh."""
+    text = json.dumps({"experiment": experiment, "num_classes": num_classes}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def updater_of(module: mx.mod.Module):
+    """The object that applies updates: the kvstore's when the kvstore updates, else the module's."""
+    return module._kvstore._updater if module._update_on_kvstore else module._updater  # noqa: SLF001
+
+
+@dataclass
+class Checkpoints:
+    folder: Path
+    fingerprint: str
+
+    def params_path(self, epoch: int) -> Path:
+        return self.folder / f"model-{epoch:04d}.params"
+
+    def states_path(self, epoch: int) -> Path:
+        return self.folder / f"model-{epoch:04d}.states"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.folder / "progress.json"
+
+    def latest(self) -> tuple[int, list[dict]]:
+        """(completed epochs, metric rows) to resume from; (0, []) for a fresh start."""
+        if not self.progress_path.exists():
+            return 0, []
+        progress = json.loads(self.progress_path.read_text())
+        if progress["fingerprint"] != self.fingerprint:
+            log.warning(
+                "%s: checkpoints are of another experiment configuration; starting afresh", self.folder
+            )
+            return 0, []
+        return progress["epoch"], progress["rows"]
+
+    def save(self, epoch: int, module: mx.mod.Module, rows: list[dict]) -> None:
+        """Parameters and optimizer state first, the progress record last: it marks the epoch done."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_params(self.params_path(epoch), *module.get_params())
+        with atomic_path(self.states_path(epoch)) as partial:
+            partial.write_bytes(updater_of(module).get_states(dump_optimizer=True))
+        with atomic_path(self.progress_path) as partial:
+            partial.write_text(json.dumps({"fingerprint": self.fingerprint, "epoch": epoch, "rows": rows}))
+        if epoch > 1:  # keep the initial model (epoch 0) and the latest epoch only
+            self.params_path(epoch - 1).unlink(missing_ok=True)
+            self.states_path(epoch - 1).unlink(missing_ok=True)
+
+    def restore(self, epoch: int, module: mx.mod.Module) -> None:
+        """Load the optimizer state saved after `epoch` into a module whose optimizer is set up."""
+        updater_of(module).set_states(self.states_path(epoch).read_bytes())

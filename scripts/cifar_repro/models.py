@@ -1,0 +1,62 @@
+"""The model a training run starts from, and the parameters it keeps fixed.
+
+- scratch: the configured network, initialised by the training loop;
+- pretrained: a pretrained network cut at a layer (flatten0) with a new `fc` for this dataset;
+- experiment: another experiment's final model, continued as it is (e.g. a second stage).
+"""
+
+from dataclasses import dataclass
+
+import mxnet as mx
+
+from . import networks
+from .checkpoints import load_params
+from .errors import InputError
+
+
+@dataclass
+class InitialModel:
+    symbol: mx.sym.Symbol
+    arg_params: dict | None  # None: every parameter is initialised afresh
+    aux_params: dict | None
+    description: str
+
+
+def initial_model(
+    experiment: dict, num_classes: int, init_symbol: str | None, init_params: str | None
+) -> InitialModel:
+    init = experiment["init"]
+    if init["type"] == "scratch":
+        options = {k: experiment[k] for k in ("num_layers",) if k in experiment}
+        symbol = networks.build(experiment["network"], num_classes, **options)
+        return InitialModel(symbol, None, None, "random (Xavier)")
+    try:
+        symbol = mx.sym.load(init_symbol)
+        arg_params, aux_params = load_params(init_params)
+    except mx.base.MXNetError as error:
+        raise InputError(f"{init_symbol} / {init_params}: not a loadable MXNet model: {error}") from error
+    if init["type"] == "experiment":
+        return InitialModel(
+            symbol, arg_params, aux_params, f"experiment {init['experiment']} ({init_params})"
+        )
+    try:
+        symbol, arg_params = networks.fine_tune(symbol, arg_params, num_classes, init["layer"])
+    except ValueError as error:
+        raise InputError(f"{init_symbol}: {error}") from error
+    described = f"pretrained {init['model']} cut at {init['layer']} ({init_params})"
+    return InitialModel(symbol, arg_params, aux_params, described)
+
+
+def frozen_parameters(argument_names: list[str], frozen_layers: list[str]) -> list[str]:
+    """The parameters of the named layers (MXNet names them <layer>_weight, <layer>_gamma, ...)."""
+    return [name for name in argument_names if any(name.startswith(f"{layer}_") for layer in frozen_layers)]
+
+
+def check_mean_shape(mean_path: str, data_shape: tuple[int, ...]) -> None:
+    """ImageRecordIter does not check this: a wrong-sized mean is silently misapplied."""
+    shape = tuple(mx.nd.load(mean_path)["mean_img"].shape)
+    if shape != tuple(data_shape):
+        raise InputError(
+            f"{mean_path}: mean image has shape {shape}, but data_shape is {tuple(data_shape)}; "
+            f"use mean_{data_shape[1]}x{data_shape[2]}.bin"
+        )

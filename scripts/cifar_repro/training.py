@@ -1,0 +1,276 @@
+"""Train one experiment with MXNet's Module API, in the manner of MXNet's
+example/image-classification/common/fit.py: ImageRecordIter on the packed .rec/.idx (random crop and
+mirror for training, centre crop for validation, mean image subtracted), data-parallel over N
+devices, Xavier initialisation, one epoch loop. Progress is logged in fit.py's formats
+(`Epoch[0] Batch [20]\tSpeed: ... samples/sec\taccuracy=...`, `Epoch[0] Train-accuracy=...`,
+`Epoch[0] Time cost=...`, `Epoch[0] Validation-accuracy=...`, epochs counted from 0 as MXNet
+does), so tools/parse_log.py reads the log; metrics.csv (epochs counted from 1) is the data.
+
+Exact resume (checkpoints.py): each epoch builds its loader afresh with a shuffle seed and seeds
+the random operators (e.g. RReLU slopes) from (seed, epoch), one decoding thread makes the crops
+reproducible, and the learning rate is a function of the epoch, so a run resumed after its last
+checkpoint repeats exactly what an uninterrupted one does.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from . import devices
+from .archive import NUM_CLASSES
+from .atomic import atomic_path
+from .checkpoints import Checkpoints, fingerprint, load_params, save_params, updater_of
+from .errors import TrainingError
+from .layout import ExperimentFiles
+from .metrics import COLUMN_OF_MXNET_METRIC, TOP_K, reports_top_k, write_metrics
+from .models import check_mean_shape, frozen_parameters, initial_model
+from .provenance import provenance
+
+log = logging.getLogger("cifar-repro")
+
+# MXNet 1.x's AdaDelta takes no learning rate: its lr column stays empty
+WITHOUT_LEARNING_RATE = {"adadelta"}
+DEFAULT_LEARNING_RATE = 0.01  # MXNet optimizers' default
+
+
+@dataclass(frozen=True)
+class Data:
+    train_rec: str
+    train_idx: str
+    val_rec: str
+    val_idx: str
+    mean: str | None = None
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What the job was granted and where GPU ids are shared out (see devices.py)."""
+
+    gpus: int
+    gpu_ids: list[int]
+    lock_dir: str
+
+
+def learning_rate(base_lr: float, schedule: dict, epoch: int) -> float:
+    """Learning rate of 0-based `epoch`: fixed, or multiplied by `factor` at every boundary of
+    `step_epochs` (an interval, or a list of epochs) that has been passed."""
+    if schedule["type"] == "fixed":
+        return base_lr
+    steps = schedule["step_epochs"]
+    passed = epoch // steps if isinstance(steps, int) else sum(epoch >= step for step in steps)
+    return base_lr * schedule["factor"] ** passed
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed for each epoch (fits the C int ImageRecordIter takes)."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def make_metric(num_classes: int) -> mx.metric.CompositeEvalMetric:
+    metric = mx.metric.CompositeEvalMetric()
+    metric.add(mx.metric.Accuracy())
+    metric.add(mx.metric.CrossEntropy())
+    if reports_top_k(num_classes):
+        metric.add(mx.metric.TopKAccuracy(top_k=TOP_K))
+    return metric
+
+
+def metric_row(metric: mx.metric.EvalMetric, prefix: str) -> dict[str, float]:
+    """The metric's values as metrics.csv columns: {prefix}_accuracy, ..."""
+    return {
+        f"{prefix}_{COLUMN_OF_MXNET_METRIC[name]}": float(value) for name, value in metric.get_name_value()
+    }
+
+
+def record_iter(data: Data, experiment: dict, train: bool, seed: int) -> mx.io.ImageRecordIter:
+    augment = experiment["augment"] if train else {"rand_crop": False, "rand_mirror": False}
+    options = dict(
+        path_imgrec=data.train_rec if train else data.val_rec,
+        path_imgidx=data.train_idx if train else data.val_idx,
+        data_shape=tuple(experiment["data_shape"]),
+        batch_size=experiment["batch_size"],
+        shuffle=train,
+        seed=seed,  # the shuffle's
+        rand_crop=augment["rand_crop"],  # without it, the centre crop
+        rand_mirror=augment["rand_mirror"],
+        # Each decoding thread draws crops from its own generator, and records go to whichever thread
+        # is free: one thread makes the draws reproducible. (seed_aug would too, but it reseeds by
+        # position in the batch, so every batch of an epoch would get the same crops.)
+        preprocess_threads=experiment["loader_threads"],
+    )
+    if data.mean:
+        options["mean_img"] = data.mean
+    return mx.io.ImageRecordIter(**options)
+
+
+def evaluate(module: mx.mod.Module, batches, metric: mx.metric.EvalMetric) -> None:
+    """Update `metric` over `batches` (forward only), leaving out the padding of the last batch."""
+    metric.reset()
+    for batch in batches:
+        module.forward(batch, is_train=False)
+        real = batch.data[0].shape[0] - batch.pad
+        metric.update([batch.label[0][:real]], [module.get_outputs()[0][:real]])
+
+
+def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean cross-entropy of a batch, unclipped (MXNet's metric adds 1e-12 and hides an infinite
+    loss): inf when the true class gets probability 0, nan when the outputs are nan."""
+    with np.errstate(divide="ignore"):
+        return float(-np.log(probabilities[np.arange(len(labels)), labels.astype(np.int64)]).mean())
+
+
+def log_metric(epoch: int, split: str, metric: mx.metric.EvalMetric) -> None:
+    for name, value in metric.get_name_value():
+        log.info("Epoch[%d] %s-%s=%f", epoch, split, name, value)
+
+
+def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: int) -> int:
+    """One pass over the training data (`epoch` counted from 0); returns the sample count. Stops on
+    a NaN/inf loss."""
+    metric.reset()
+    last_report = time.time()
+    samples = reported_samples = 0
+    for number, batch in enumerate(batches, start=1):
+        module.forward_backward(batch)
+        module.update()
+        real = batch.data[0].shape[0] - batch.pad
+        labels, probabilities = batch.label[0][:real], module.get_outputs()[0][:real]
+        metric.update([labels], [probabilities])
+        samples += real
+        loss = batch_loss(labels.asnumpy(), probabilities.asnumpy())
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"loss is {loss} at epoch {epoch + 1}, batch {number}, learning rate {lr:g}: "
+                "training diverged (lower the learning rate?)"
+            )
+        if number % disp_batches == 0:
+            now = time.time()
+            speed = (samples - reported_samples) / (now - last_report)
+            values = "".join(f"\t{name}={value:f}" for name, value in metric.get_name_value())
+            log.info("Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec%s", epoch, number, speed, values)
+            last_report, reported_samples = now, samples
+    return samples
+
+
+def train(
+    name: str,
+    experiment: dict,
+    data: Data,
+    outputs: ExperimentFiles,
+    checkpoint_dir: str,
+    granted: Devices,
+    init_symbol: str | None = None,
+    init_params: str | None = None,
+) -> None:
+    started = time.time()
+    num_classes = NUM_CLASSES[experiment["dataset"]]
+    if data.mean:
+        check_mean_shape(data.mean, experiment["data_shape"])
+    start = initial_model(experiment, num_classes, init_symbol, init_params)
+    if granted.gpus != experiment["gpus"]:
+        log.warning(
+            "!!! %s asks for %d GPUs but this run grants %d (snakemake --resources gpu=...): "
+            "training on %d devices",
+            name, experiment["gpus"], granted.gpus, granted.gpus,
+        )  # fmt: skip
+    contexts, lease, device_description = devices.training_devices(
+        granted.gpus, granted.gpu_ids, granted.lock_dir, log
+    )
+    with lease or contextlib.nullcontext():
+        checkpoints = Checkpoints(Path(checkpoint_dir), fingerprint(experiment, num_classes))
+        begin, rows = checkpoints.latest()
+        frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
+        module = mx.mod.Module(start.symbol, context=contexts, fixed_param_names=frozen)
+        batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
+        module.bind(
+            data_shapes=[("data", (batch_size, *data_shape))], label_shapes=[("softmax_label", (batch_size,))]
+        )
+        mx.random.seed(experiment["seed"])
+        np.random.seed(experiment["seed"])
+        if begin:
+            log.info("resuming %s after epoch %d from %s", name, begin, checkpoint_dir)
+            resumed_arg, resumed_aux = load_params(checkpoints.params_path(begin))
+            module.init_params(arg_params=resumed_arg, aux_params=resumed_aux)
+        else:
+            log.info("%s starts from %s", name, start.description)
+            # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised
+            pretrained = start.arg_params is not None
+            module.init_params(
+                mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+                arg_params=start.arg_params, aux_params=start.aux_params,
+                allow_missing=pretrained, allow_extra=pretrained,
+            )  # fmt: skip
+            checkpoints.folder.mkdir(parents=True, exist_ok=True)
+            save_params(checkpoints.params_path(0), *module.get_params())
+        # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
+        module.init_optimizer(
+            kvstore="device" if devices.cuda_available() else "local",
+            optimizer=experiment["optimizer"],
+            optimizer_params=experiment["optimizer_params"],
+        )
+        if begin:
+            checkpoints.restore(begin, module)
+        metric = make_metric(num_classes)
+        base_lr = experiment["optimizer_params"].get("learning_rate", DEFAULT_LEARNING_RATE)
+        has_lr = experiment["optimizer"] not in WITHOUT_LEARNING_RATE
+        for epoch in range(begin, experiment["num_epochs"]):
+            lr = learning_rate(base_lr, experiment["lr_schedule"], epoch)
+            optimizer = updater_of(module).optimizer
+            if has_lr and (epoch == begin or lr != optimizer.lr):  # lr_scheduler's message
+                log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
+            optimizer.set_learning_rate(lr)
+            mx.random.seed(epoch_seed(experiment["seed"], epoch))
+            tic = time.time()  # the epoch's loader start-up counts too
+            batches = record_iter(data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch))
+            samples = train_epoch(module, batches, metric, epoch, lr, experiment["disp_batches"])
+            seconds = time.time() - tic
+            log_metric(epoch, "Train", metric)
+            log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
+            row = {"epoch": epoch + 1, "lr": lr if has_lr else "", **metric_row(metric, "train")}
+            # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without
+            # declaring them as outputs to the engine, so reading them now could race the last batch's
+            # update (it did, for bn0, whose backward runs last). Wait for every pending operation.
+            mx.nd.waitall()
+            # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
+            # the average back makes validation, the checkpoint and a resumed run see the same model.
+            module.set_params(*module.get_params())
+            # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
+            # partial starts the next pass shifted, and a reset during its first prefetch is racy.
+            evaluate(module, record_iter(data, experiment, train=False, seed=0), metric)
+            log_metric(epoch, "Validation", metric)
+            row |= metric_row(metric, "val")
+            row |= {"seconds": round(seconds, 3), "samples_per_second": round(samples / seconds, 1)}
+            rows.append(row)
+            checkpoints.save(epoch + 1, module, rows)
+            log.info('Saved checkpoint to "%s"', checkpoints.params_path(epoch + 1))
+        final_arg, final_aux = module.get_params()
+    write_metrics(outputs.metrics, rows, num_classes)
+    with atomic_path(outputs.symbol) as partial:
+        start.symbol.save(str(partial))
+    save_params(outputs.params, final_arg, final_aux)
+    record = {
+        "experiment": name,
+        "config": experiment,
+        "num_classes": num_classes,
+        "devices": {
+            "description": device_description,
+            "contexts": [str(c) for c in contexts],
+            "gpu_ids": lease.ids if lease else [],
+        },
+        "initialised_from": start.description,
+        "resumed_after_epoch": begin,
+        "wall_seconds": round(time.time() - started, 3),
+        "training_seconds": round(sum(r["seconds"] for r in rows), 3),
+        "final": rows[-1] if rows else None,
+        **provenance(),
+    }
+    with atomic_path(outputs.run) as partial:
+        partial.write_text(json.dumps(record, indent=2) + "\n")
+    log.info("%s: %d epochs, outputs %s", name, len(rows), ", ".join(asdict(outputs).values()))
