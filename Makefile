@@ -2,9 +2,11 @@
 #   make setup            CPU environment in .venv (Python 3.11)
 #   make setup GPU=cu112  GPU environment: mxnet-cu112 + NVIDIA's CUDA 11 pip packages
 #   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
-#   make test             the test suite
-#   make lint             snakemake --lint and snakefmt --check
-#   make benchmark        training loop vs bare Module.fit, and the loader alone, on the demo data
+#   make test             the whole test suite, end-to-end workflow runs included (minutes)
+#   make test-fast        pure functions and config validation only, no snakemake runs (< 1 minute)
+#   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
+#   make benchmark        training loop vs bare Module.fit on the demo data, and the data chain vs the
+#                         naive route on the real CIFAR-10 (needs ../shared/tools/cifar10_from_jpg.py)
 #   make report-screenshot  the demo report rendered by headless Chromium (apt-get install chromium)
 
 PYTHON ?= python3.11
@@ -17,11 +19,11 @@ REQUIREMENTS := envs/requirements$(if $(GPU),-$(GPU)).txt
 STAMP := $(VENV)/.setup-$(if $(GPU),$(GPU),cpu)
 # Without GPU=..., use whichever environment is already set up rather than replacing it.
 READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(STAMP)))
-# activate puts the environment first on PATH (rules call `python`) and, for GPU, the CUDA libraries
-# on LD_LIBRARY_PATH.
+# activate puts the environment's tools first on PATH and, for GPU, the CUDA libraries on
+# LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup demo test lint benchmark report-screenshot clean-demo
+.PHONY: setup demo test test-fast lint benchmark report-screenshot clean-demo
 
 setup: $(STAMP)
 
@@ -47,15 +49,27 @@ demo: $(READY)
 test: $(READY)
 	$(RUN) python -m pytest
 
+test-fast: $(READY)
+	$(RUN) python -m pytest -m "not workflow"
+
 lint: $(READY)
 	$(RUN) snakemake --lint
 	$(RUN) snakefmt --check workflow
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
 
 DEMO_REC := results/demo/cifar10/rec
-benchmark: $(READY)
+# the 60 000 real CIFAR-10 images in the official archive layout, rebuilt from ../shared's JPEGs
+REAL_ARCHIVE := results/benchmark/cifar-10-python.tar.gz
+$(REAL_ARCHIVE): | $(READY)
+	mkdir -p $(dir $@)
+	$(RUN) python ../shared/tools/cifar10_from_jpg.py $@
+
+benchmark: $(READY) $(REAL_ARCHIVE)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \
 	  $(DEMO_REC)/train.rec $(DEMO_REC)/test.rec
-	$(RUN) OMP_NUM_THREADS=$(CORES) python scripts/benchmark_training.py --rec-dir $(DEMO_REC)
+	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --rec-dir $(DEMO_REC)
+	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
 
 clean-demo:
 	rm -rf results/demo

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import synthetic_cifar
+from cifar_repro import synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -43,10 +43,10 @@ def archives(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     made = {}
     for dataset, spec in TEST_ARCHIVES.items():
-        members = synthetic_cifar.archive_members(dataset, spec["train_per_class"], spec["test_per_class"],
+        members = synthetic.archive_members(dataset, spec["train_per_class"], spec["test_per_class"],
                                                   seed=1, noise=30.0)
         path = folder / spec["file"]
-        made[dataset] = (path, synthetic_cifar.write_archive(path, members), members)
+        made[dataset] = (path, synthetic.write_archive(path, members), members)
     return made
 
 
@@ -93,8 +93,8 @@ def http_config(archives, base_url: str, **overrides) -> dict:
 @functools.cache
 def synthetic_md5(dataset: str, train_per_class: int, test_per_class: int) -> str:
     """MD5 of the archive rule synthesize_archive makes with these options (seed 0, noise 30)."""
-    members = synthetic_cifar.archive_members(dataset, train_per_class, test_per_class, seed=0, noise=30.0)
-    return hashlib.md5(synthetic_cifar.archive_bytes(members)).hexdigest()
+    members = synthetic.archive_members(dataset, train_per_class, test_per_class, seed=0, noise=30.0)
+    return hashlib.md5(synthetic.archive_bytes(members)).hexdigest()
 
 
 def synthetic_config(sizes: dict[str, tuple[int, int]], **overrides) -> dict:

@@ -10,11 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-import cifar_archive
-import download
-import pack_records
-import synthetic_cifar
-from cli import InputError
+from cifar_repro import archive, download, records, synthetic
+from cifar_repro.errors import InputError
 from conftest import http_config, run_snakemake
 
 
@@ -22,6 +19,7 @@ def leftover_files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
+@pytest.mark.workflow
 def test_md5_mismatch_keeps_nothing(tmp_path, archives, http_base_url):
     config = http_config(archives, http_base_url)
     config["datasets"]["cifar10"]["md5"] = "0" * 32
@@ -29,8 +27,12 @@ def test_md5_mismatch_keeps_nothing(tmp_path, archives, http_base_url):
     assert result.returncode != 0
     assert f"{http_base_url}/cifar-10-python.tar.gz: MD5 mismatch: expected {'0' * 32}" in result.stderr
     assert leftover_files(tmp_path / "results" / "cifar10") == []
+    log = (tmp_path / "results" / "logs" / "download_archive" / "cifar10" / "cifar-10-python.tar.gz.log")
+    last_line = log.read_text().splitlines()[-1]  # one line ends the rule's log, after the traceback
+    assert "ERROR download_archive failed: " in last_line and "MD5 mismatch" in last_line
 
 
+@pytest.mark.workflow
 def test_unreachable_url_names_the_url(tmp_path, archives, http_base_url):
     config = http_config(archives, http_base_url)
     config["datasets"]["cifar10"]["url"] = f"{http_base_url}/no-such-archive.tar.gz"
@@ -40,6 +42,7 @@ def test_unreachable_url_names_the_url(tmp_path, archives, http_base_url):
     assert leftover_files(tmp_path / "results" / "cifar10") == []
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("field, value, complaint", [
     ("url", "ftp://example.org/cifar-10-python.tar.gz", "does not match"),
     ("md5", "not-an-md5", "does not match"),
@@ -54,6 +57,7 @@ def test_config_is_validated_before_anything_runs(tmp_path, archives, http_base_
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.workflow
 def test_schema_fills_defaults(tmp_path):
     """An empty config means the official archives: the dry run plans their download."""
     result = run_snakemake(tmp_path, "--dry-run", "results/cifar10/download/cifar-10-python.tar.gz", config={})
@@ -73,13 +77,14 @@ class _RunsCode:
 
 def archive_with(members: dict, tmp_path, name="cifar-10-python.tar.gz"):
     path = tmp_path / name
-    md5 = synthetic_cifar.write_archive(path, members)
+    md5 = synthetic.write_archive(path, members)
     return path, md5
 
 
+@pytest.mark.workflow
 def test_code_in_a_pickle_is_refused_not_run(tmp_path):
     marker = tmp_path / "pwned"
-    members = synthetic_cifar.archive_members("cifar10", 1, 1, seed=0, noise=0)
+    members = synthetic.archive_members("cifar10", 1, 1, seed=0, noise=0)
     members["cifar-10-batches-py/batches.meta"] = {b"label_names": _RunsCode(marker)}
     path, md5 = archive_with(members, tmp_path)
     workdir = tmp_path / "work"
@@ -95,7 +100,7 @@ def test_code_in_a_pickle_is_refused_not_run(tmp_path):
 
 
 def cifar10_members():
-    return synthetic_cifar.archive_members("cifar10", 2, 1, seed=0, noise=0)
+    return synthetic.archive_members("cifar10", 2, 1, seed=0, noise=0)
 
 
 def broken(change):
@@ -121,7 +126,7 @@ def broken(change):
 def test_malformed_archives_are_named_and_explained(tmp_path, members, message):
     path, _ = archive_with(members, tmp_path)
     with pytest.raises(InputError) as error:
-        cifar_archive.read_archive(path, "cifar10")
+        archive.read_archive(path, "cifar10")
     assert str(path) in str(error.value) and message in str(error.value)
 
 
@@ -130,11 +135,11 @@ def test_truncated_and_non_tar_archives(tmp_path):
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(InputError, match=r"truncated\.tar\.gz: (corrupt archive|not a readable)"):
-        cifar_archive.read_archive(truncated, "cifar10")
+        archive.read_archive(truncated, "cifar10")
     html = tmp_path / "page.tar.gz"
     html.write_bytes(gzip.compress(b"<html>not found</html>"))
     with pytest.raises(InputError, match=r"page\.tar\.gz: not a readable tar"):
-        cifar_archive.read_archive(html, "cifar10")
+        archive.read_archive(html, "cifar10")
 
 
 def test_a_directory_or_link_in_place_of_a_member_is_refused(tmp_path):
@@ -144,20 +149,20 @@ def test_a_directory_or_link_in_place_of_a_member_is_refused(tmp_path):
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
     with pytest.raises(InputError, match="batches.meta is not a regular file"):
-        cifar_archive.read_archive(path, "cifar10")
+        archive.read_archive(path, "cifar10")
 
 
 def test_an_oversized_member_is_refused_before_reading(tmp_path, monkeypatch):
     path, _ = archive_with(cifar10_members(), tmp_path)
-    monkeypatch.setattr(cifar_archive, "MAX_MEMBER_BYTES", 100)
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 100)
     with pytest.raises(InputError, match="over the 100 allowed"):
-        cifar_archive.read_archive(path, "cifar10")
+        archive.read_archive(path, "cifar10")
 
 
 def test_numpy_pickles_of_any_protocol_load():
     array = np.arange(12, dtype=np.uint8).reshape(2, 6)
     for protocol in (2, 3, 4, 5):
-        loaded = cifar_archive.safe_unpickle(pickle.dumps({b"data": array}, protocol=protocol), "x")
+        loaded = archive.safe_unpickle(pickle.dumps({b"data": array}, protocol=protocol), "x")
         np.testing.assert_array_equal(loaded[b"data"], array)
 
 
@@ -210,5 +215,5 @@ def test_im2rec_losing_an_image_fails_the_packing(tmp_path, threads, message):
     rec, idx = tmp_path / "rec" / "train.rec", tmp_path / "rec" / "train.idx"
     rec.parent.mkdir()
     with pytest.raises(InputError, match=message):
-        pack_records.pack(lst, images, rec, idx, threads=threads)
+        records.pack(lst, images, rec, idx, threads=threads)
     assert leftover_files(rec.parent) == []

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import http_config, run_snakemake, scheduled_rules
 
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, archives, http_base_url):
@@ -153,12 +155,3 @@ def test_any_mean_image_size_is_a_target(tmp_path, archives, http_base_url):
     assert result.returncode == 0, result.stderr[-2000:]
     assert mx.nd.load(str(tmp_path / target))["mean_img"].shape == (3, 24, 20)
     assert not (tmp_path / "results" / "cifar10" / "images").exists()
-
-
-def test_generated_pickles_have_the_official_format(archives):
-    """Protocol 2, bytes keys, as in the official archives (read with encoding="bytes")."""
-    path, _, _ = archives["cifar10"]
-    with tarfile.open(path) as tar:
-        blob = tar.extractfile("cifar-10-batches-py/data_batch_1").read()
-    assert blob[:2] == b"\x80\x02"
-    assert set(pickle.loads(blob, encoding="bytes")) == {b"batch_label", b"labels", b"data", b"filenames"}

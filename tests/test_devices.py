@@ -18,8 +18,8 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-import devices
-from cli import InputError
+from cifar_repro import devices
+from cifar_repro.errors import InputError
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 CHILD_ENV = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
@@ -28,7 +28,7 @@ CHILD_ENV = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
 # `count` ids and prints when it held them.
 WORKER = """
 import json, sys, time
-import devices
+from cifar_repro import devices
 gpu_ids, count, lock_dir, hold_seconds = json.loads(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -42,7 +42,7 @@ print(json.dumps({"ids": lease.ids, "start": start, "end": end}), flush=True)
 # Leases ids 0 and 1, says so, and keeps them until killed.
 HOLDER = """
 import sys, time
-import devices
+from cifar_repro import devices
 lease = devices.acquire_gpus([0, 1], 2, sys.argv[1], timeout_seconds=10)
 print(*lease.ids, flush=True)
 time.sleep(60)
@@ -72,8 +72,8 @@ int cuGetErrorName(int error, const char **name) {
 # Asks the (fake) driver for the capabilities of the ids in argv[1]; prints them or the error.
 ASK_CAPABILITIES = """
 import json, sys
-import devices
-from cli import InputError
+from cifar_repro import devices
+from cifar_repro.errors import InputError
 try:
     print(json.dumps(devices.compute_capabilities(json.loads(sys.argv[1]))))
 except InputError as error:

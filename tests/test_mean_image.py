@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cli import InputError
-from mean_image import crop_mean, mean_image
+from cifar_repro.errors import InputError
+from cifar_repro.mean import crop_mean, mean_image
 
 
 def test_crop_mean_is_the_mean_over_every_window():

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-import networks
+from cifar_repro import networks
 
 
 def output_shape(symbol, size):

@@ -9,9 +9,9 @@ import re
 import pandas as pd
 import pytest
 
-import summary
-from cli import InputError
-from figures import load_metrics
+from cifar_repro import tables
+from cifar_repro.errors import InputError
+from cifar_repro.metrics import load_metrics
 from test_figures import write_metrics
 
 SGD_CONFIG = {
@@ -74,7 +74,7 @@ def inputs(experiment_files):
 
 def test_summary_numbers_are_those_of_the_metrics(inputs):
     runs, metrics = inputs
-    table = summary.summary_table(runs, metrics, {"sgd": 80.0}).set_index("experiment")
+    table = tables.summary_table(runs, metrics, {"sgd": 80.0}).set_index("experiment")
     assert list(table.index) == ["sgd", "adadelta", "inception"]
     sgd = table.loc["sgd"]
     assert (sgd["dataset"], sgd["network"], sgd["epochs"], sgd["best_epoch"]) == ("cifar10", "resnext", 3, 2)
@@ -92,7 +92,7 @@ def test_summary_numbers_are_those_of_the_metrics(inputs):
 
 def test_difference_is_final_minus_published_in_points(inputs):
     runs, metrics = inputs
-    table = summary.summary_table(runs, metrics, {"adadelta": 50.0, "inception": 25.5}).set_index("experiment")
+    table = tables.summary_table(runs, metrics, {"adadelta": 50.0, "inception": 25.5}).set_index("experiment")
     assert table.loc["adadelta", "difference"] == pytest.approx(45.0 - 50.0)
     assert table.loc["inception", "difference"] == pytest.approx(30.0 - 25.5)
 
@@ -107,7 +107,7 @@ def test_unmatched_inputs_are_named(inputs, change, complaint):
     published = {}
     change(runs, metrics, published)
     with pytest.raises(InputError) as error:
-        summary.summary_table(runs, metrics, published)
+        tables.summary_table(runs, metrics, published)
     assert complaint in str(error.value)
 
 
@@ -117,7 +117,7 @@ def test_unmatched_inputs_are_named(inputs, change, complaint):
 def test_params_diff_lists_exactly_the_differing_keys():
     steplr = copy.deepcopy(SGD_CONFIG) | {"optimizer": "nag"}
     steplr["lr_schedule"] = {"type": "factor"}
-    diff = summary.params_diff({"plain": SGD_CONFIG, "steplr": steplr})
+    diff = tables.params_diff({"plain": SGD_CONFIG, "steplr": steplr})
     assert diff.to_dict("records") == [
         {"parameter": "optimizer", "plain": "sgd", "steplr": "nag"},
         {"parameter": "lr_schedule.type", "plain": "fixed", "steplr": "factor"},
@@ -125,7 +125,7 @@ def test_params_diff_lists_exactly_the_differing_keys():
 
 
 def test_a_key_missing_in_one_experiment_is_a_difference_shown_empty():
-    diff = summary.params_diff({"sgd": SGD_CONFIG, "adadelta": adadelta_config()}).set_index("parameter")
+    diff = tables.params_diff({"sgd": SGD_CONFIG, "adadelta": adadelta_config()}).set_index("parameter")
     assert list(diff.index) == ["optimizer", "optimizer_params.learning_rate", "optimizer_params.momentum",
                                 "optimizer_params.rho", "optimizer_params.epsilon"]  # wd is the same
     assert diff.loc["optimizer_params.learning_rate"].to_dict() == {"sgd": "0.05", "adadelta": ""}
@@ -133,7 +133,7 @@ def test_a_key_missing_in_one_experiment_is_a_difference_shown_empty():
 
 
 def test_a_null_value_differs_from_a_missing_key():
-    diff = summary.params_diff({"a": {"init": {"model": None}}, "b": {"init": {}}})
+    diff = tables.params_diff({"a": {"init": {"model": None}}, "b": {"init": {}}})
     assert diff.to_dict("records") == [{"parameter": "init.model", "a": "null", "b": ""}]
 
 
@@ -142,7 +142,7 @@ def test_params_diff_compares_lists_tells_true_from_one_but_not_zero_from_zero_p
     other["data_shape"] = [3, 32, 32]
     other["augment"]["rand_crop"] = 1
     other["seed"] = 0.0
-    diff = summary.params_diff({"a": SGD_CONFIG, "b": other})
+    diff = tables.params_diff({"a": SGD_CONFIG, "b": other})
     assert diff.to_dict("records") == [
         {"parameter": "data_shape", "a": "[3, 28, 28]", "b": "[3, 32, 32]"},
         {"parameter": "augment.rand_crop", "a": "true", "b": "1"},
@@ -150,7 +150,7 @@ def test_params_diff_compares_lists_tells_true_from_one_but_not_zero_from_zero_p
 
 
 def test_identical_configs_have_no_differences():
-    diff = summary.params_diff({"a": SGD_CONFIG, "b": copy.deepcopy(SGD_CONFIG)})
+    diff = tables.params_diff({"a": SGD_CONFIG, "b": copy.deepcopy(SGD_CONFIG)})
     assert diff.empty and list(diff.columns) == ["parameter", "a", "b"]
 
 
@@ -165,7 +165,7 @@ def cells(line):
 
 def test_markdown_is_a_well_formed_table():
     table = pd.DataFrame({"name": ["a|b", "c"], "accuracy": [81.234, math.nan], "epoch": [3, 4]})
-    lines = summary.to_markdown(table).splitlines()
+    lines = tables.to_markdown(table).splitlines()
     assert [cells(line) for line in lines] == [
         ["name", "accuracy", "epoch"],
         ["---", "---:", "---:"],
@@ -175,29 +175,31 @@ def test_markdown_is_a_well_formed_table():
 
 
 def test_summary_markdown_has_a_row_per_experiment_of_equal_width(inputs):
-    table = summary.summary_table(*inputs, {"sgd": 80.0})
-    lines = summary.to_markdown(table).splitlines()
+    table = tables.summary_table(*inputs, {"sgd": 80.0})
+    lines = tables.to_markdown(table).splitlines()
     widths = {len(cells(line)) for line in lines}
-    assert widths == {len(summary.SUMMARY_COLUMNS)} and len(lines) == 2 + 3
+    assert widths == {len(tables.SUMMARY_COLUMNS)} and len(lines) == 2 + 3
     assert cells(lines[2])[:7] == ["sgd", "cifar10", "resnext", "3", "81.00", "2", "80.00"]
 
 
-# ---------------------------------------------------------------- command line
+# ---------------------------------------------------------------- reading and writing the files
 
 
-def cli_arguments(experiment_files, tmp_path, published, groups):
+def build(experiment_files, tmp_path, published, groups):
     out = tmp_path / "out"
-    return ["--run", *[f"{name}={run}" for name, (run, _) in experiment_files.items()],
-            "--metrics", *[f"{name}={path}" for name, (_, path) in experiment_files.items()],
-            "--published-json", json.dumps(published), "--groups-json", json.dumps(groups),
-            "--summary-csv", str(out / "summary.csv"), "--summary-md", str(out / "summary.md"),
-            "--params-csv", str(out / "params.csv"), "--params-md", str(out / "params.md"),
-            "--log", str(tmp_path / "summary.log")]
+    return tables.build_tables(
+        run_paths={name: str(run) for name, (run, _) in experiment_files.items()},
+        metrics_paths={name: str(metrics) for name, (_, metrics) in experiment_files.items()},
+        published=published,
+        groups=groups,
+        outputs={key: str(out / name) for key, name in [("summary_csv", "summary.csv"), ("summary_md", "summary.md"),
+                                                        ("params_csv", "params.csv"), ("params_md", "params.md")]},
+    )  # fmt: skip
 
 
-def test_command_line_writes_the_four_tables(experiment_files, tmp_path):
+def test_the_four_tables_are_written(experiment_files, tmp_path):
     groups = {"optimizers": ["sgd", "adadelta"], "alone": ["inception"]}
-    assert summary.main(cli_arguments(experiment_files, tmp_path, {"sgd": 80.0}, groups)) == 0
+    build(experiment_files, tmp_path, {"sgd": 80.0}, groups)
     out = tmp_path / "out"
     table = pd.read_csv(out / "summary.csv")
     assert table["experiment"].tolist() == ["sgd", "adadelta", "inception"]
@@ -234,14 +236,14 @@ def drop_metric_columns(files):
     (swap_in_another_run, "the run of experiment 'adadelta', given as 'sgd'"),
     (corrupt_run, "not JSON"),
     (drop_metric_columns, "missing column(s) train_accuracy"),
-])
-def test_command_line_names_the_bad_file(experiment_files, tmp_path, break_inputs, complaint):
+])  # fmt: skip
+def test_a_bad_file_is_named_and_nothing_is_written(experiment_files, tmp_path, break_inputs, complaint):
     bad_file = break_inputs(experiment_files)
-    assert summary.main(cli_arguments(experiment_files, tmp_path, {}, {})) == 1
-    assert f"{bad_file}: {complaint}" in (tmp_path / "summary.log").read_text()
+    with pytest.raises(InputError, match=re.escape(f"{bad_file}: {complaint}")):
+        build(experiment_files, tmp_path, {}, {})
     assert not (tmp_path / "out").exists()
 
 
-def test_command_line_names_a_group_experiment_without_a_run(experiment_files, tmp_path):
-    assert summary.main(cli_arguments(experiment_files, tmp_path, {}, {"figure": ["sgd", "ghost"]})) == 1
-    assert "group 'figure': no run given for experiment(s) ghost" in (tmp_path / "summary.log").read_text()
+def test_a_group_experiment_without_a_run_is_named(experiment_files, tmp_path):
+    with pytest.raises(InputError, match="group 'figure': no run given for experiment\\(s\\) ghost"):
+        build(experiment_files, tmp_path, {}, {"figure": ["sgd", "ghost"]})

@@ -9,15 +9,16 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-import networks
-import train
-from cli import InputError
+from cifar_repro import checkpoints, layout, models, networks, training
+from cifar_repro.errors import InputError
 from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
@@ -56,7 +57,7 @@ def pretrained(archives, http_base_url):
     module.init_params(mx.init.Xavier())
     arg, aux = module.get_params()
     symbol.save(str(folder / "tiny-symbol.json"))
-    train.save_params(folder / "tiny-0000.params", arg, aux)
+    checkpoints.save_params(folder / "tiny-0000.params", arg, aux)
     md5 = {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
            for name in ("tiny-symbol.json", "tiny-0000.params")}
     entry = {"symbol": {"url": f"{http_base_url}/tiny-symbol.json", "md5": md5["tiny-symbol.json"]},
@@ -95,11 +96,12 @@ def build(workdir, *targets, extra=()):
 
 
 def outputs(workdir, name):
-    return workdir / "results" / "experiments" / name
+    return workdir / layout.experiment_dir("results", name)
 
 
+@pytest.mark.workflow
 def test_learns_and_writes_every_output(workdir):
-    build(workdir, "results/experiments/learn/run.json")
+    build(workdir, "results/experiments/learn/run.json", "results/experiments/learn/model-0003.params")
     folder = outputs(workdir, "learn")
     rows = read_metrics(folder / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -109,23 +111,47 @@ def test_learns_and_writes_every_output(workdir):
     assert float(rows[-1]["train_cross_entropy"]) < float(rows[0]["train_cross_entropy"])
     symbol, arg, aux = mx.model.load_checkpoint(str(folder / "model"), 3)  # the numbered link
     assert symbol.infer_shape(data=(1, 3, 28, 28))[1][0] == (1, 10)
-    final_arg, _ = train.load_params(folder / "model-final.params")
+    final_arg, _ = checkpoints.load_params(folder / "model-final.params")
     assert set(arg) == set(final_arg) and all(np.array_equal(arg[k].asnumpy(), final_arg[k].asnumpy()) for k in arg)
     run = json.loads((folder / "run.json").read_text())
     assert run["config"] == json.loads(json.dumps(run["config"])) and run["config"]["num_epochs"] == 3
     assert run["versions"]["mxnet"] == "1.9.1" and run["git_revision"]
     assert run["devices"]["contexts"] == ["cpu(0)"] and run["wall_seconds"] > 0
-    log = (folder / "train.log").read_text()
-    assert re.search(r"epoch 1 batch 5: [\d.]+ samples/s, accuracy", log) and "epoch 3 done" in log
+    log = (folder / "train.log").read_text()  # MXNet's formats, epochs counted from 0 as MXNet does
+    assert re.search(r"Epoch\[0\] Batch \[5\]\tSpeed: [\d.]+ samples/sec\taccuracy=[\d.]+\tcross-entropy=", log)
+    assert "Epoch[2] Time cost=" in log and "Update[0]: Change learning rate to 5.00000e-02" in log
     assert (workdir / "results" / "checkpoints" / "learn" / "progress.json").exists()
 
 
+@pytest.mark.workflow
 def test_factor_schedule_sets_each_epochs_learning_rate(workdir):
     build(workdir, "results/experiments/steps/metrics.csv")
     rows = read_metrics(outputs(workdir, "steps") / "metrics.csv")
     assert [float(r["lr"]) for r in rows] == [0.1, 0.05, 0.025]
 
 
+@pytest.mark.workflow
+def test_mxnet_parse_log_reads_the_training_log_as_metrics_csv(workdir):
+    build(workdir, "results/experiments/steps/metrics.csv")
+    parse_log = Path(mx.__file__).parent / "tools" / "parse_log.py"  # the wheel's own log parser
+    folder = outputs(workdir, "steps")
+    parsed = subprocess.run(
+        [sys.executable, str(parse_log), str(folder / "train.log"), "--format", "none",
+         "--metric-names", "accuracy", "cross-entropy"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert parsed[0].split("\t") == [
+        "epoch", "train-accuracy", "train-cross-entropy", "val-accuracy", "val-cross-entropy", "time"
+    ]
+    for line, row in zip(parsed[1:], read_metrics(folder / "metrics.csv"), strict=True):
+        epoch, *values, seconds = line.split("\t")
+        assert int(epoch) == int(row["epoch"])
+        columns = ["train_accuracy", "train_cross_entropy", "val_accuracy", "val_cross_entropy"]
+        assert [float(v) for v in values] == pytest.approx([float(row[c]) for c in columns], abs=1e-6)
+        assert float(seconds) == pytest.approx(float(row["seconds"]), abs=0.06)
+
+
+@pytest.mark.workflow
 def test_adadelta_trains_and_has_no_learning_rate(workdir):
     build(workdir, "results/experiments/adadelta/metrics.csv")
     rows = read_metrics(outputs(workdir, "adadelta") / "metrics.csv")
@@ -133,6 +159,7 @@ def test_adadelta_trains_and_has_no_learning_rate(workdir):
     assert all(np.isfinite(float(r["train_cross_entropy"])) for r in rows)
 
 
+@pytest.mark.workflow
 def test_two_devices_train_data_parallel_on_leased_ids(workdir):
     config = json.loads((workdir / "config" / "config.yaml").read_text())
     config["gpu_ids"] = [7, 8]
@@ -146,10 +173,11 @@ def test_two_devices_train_data_parallel_on_leased_ids(workdir):
     assert devices["contexts"] == ["cpu(0)", "cpu(1)"] and devices["gpu_ids"] == [7, 8]
 
 
+@pytest.mark.workflow
 def test_fine_tuning_keeps_pretrained_parameters_and_replaces_fc(workdir, pretrained):
     _, pretrained_arg, pretrained_aux = pretrained
     build(workdir, "results/experiments/finetune/metrics.csv")
-    start_arg, start_aux = train.load_params(workdir / "results" / "checkpoints" / "finetune" / "model-0000.params")
+    start_arg, start_aux = checkpoints.load_params(workdir / "results" / "checkpoints" / "finetune" / "model-0000.params")
     kept = set(pretrained_arg) - {"fc1_weight", "fc1_bias"}
     assert set(start_arg) == kept | {"fc_weight", "fc_bias"}
     for name in kept:
@@ -161,14 +189,19 @@ def test_fine_tuning_keeps_pretrained_parameters_and_replaces_fc(workdir, pretra
     assert symbol.infer_shape(data=(1, 3, 28, 28))[1][0] == (1, 10)
 
 
+@pytest.mark.workflow
 def test_a_diverging_run_stops_with_epoch_batch_and_learning_rate(workdir):
     result = run_snakemake(workdir, "results/experiments/diverge/metrics.csv")
     assert result.returncode != 0
     assert re.search(r"loss is (nan|inf) at epoch 1, batch \d+, learning rate 1e\+12: training diverged",
                      result.stderr)
     assert not (outputs(workdir, "diverge") / "metrics.csv").exists()
+    log = (outputs(workdir, "diverge") / "train.log").read_text().splitlines()
+    assert re.search(r"ERROR train failed: loss is (nan|inf) at epoch 1, batch \d+", log[-1])
+    assert any(line.startswith("Traceback") for line in log)  # the traceback too, above the last line
 
 
+@pytest.mark.workflow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
     build(workdir, "results/experiments/uninterrupted/metrics.csv")
     config = json.loads((workdir / "config" / "config.yaml").read_text())
@@ -183,7 +216,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
     running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, cwd=tmp_path)
     deadline = time.time() + 300
-    while not (log.exists() and "epoch 2 batch 3:" in log.read_text()):
+    while not (log.exists() and "Epoch[1] Batch [3]" in log.read_text()):
         assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"
         time.sleep(0.02)
     os.killpg(running.pid, signal.SIGKILL)  # snakemake and the training job, mid-epoch
@@ -199,12 +232,13 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
                           for d, n in ((tmp_path, "interrupted"), (workdir, "uninterrupted")))
     assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4"]
     assert without_timing(resumed) == without_timing(reference), f"resumed:\n{resumed}\nreference:\n{reference}"
-    resumed_arg, _ = train.load_params(outputs(tmp_path, "interrupted") / "model-final.params")
-    reference_arg, _ = train.load_params(outputs(workdir, "uninterrupted") / "model-final.params")
+    resumed_arg, _ = checkpoints.load_params(outputs(tmp_path, "interrupted") / "model-final.params")
+    reference_arg, _ = checkpoints.load_params(outputs(workdir, "uninterrupted") / "model-final.params")
     for name, value in reference_arg.items():
         np.testing.assert_array_equal(resumed_arg[name].asnumpy(), value.asnumpy(), err_msg=name)
 
 
+@pytest.mark.workflow
 def test_concurrent_jobs_never_share_a_gpu_id(tmp_path):
     names = ["first", "second", "third"]
     config = synthetic_config(SIZES, gpu_ids=[5], gpu_lock_dir=str(tmp_path / "locks"),
@@ -216,7 +250,7 @@ def test_concurrent_jobs_never_share_a_gpu_id(tmp_path):
     for name in names:
         assert json.loads((outputs(tmp_path, name) / "run.json").read_text())["devices"]["gpu_ids"] == [5]
         stamps = [line[:23] for line in (outputs(tmp_path, name) / "train.log").read_text().splitlines()
-                  if " epoch 1 batch " in line or " epoch 1 done" in line]
+                  if "Epoch[0] Batch [" in line or "Epoch[0] Validation-accuracy" in line]
         spans.append((stamps[0], stamps[-1]))
     spans.sort()
     assert all(earlier[1] < later[0] for earlier, later in zip(spans, spans[1:])), spans
@@ -234,6 +268,7 @@ BAD_EXPERIMENTS = [
 ]
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("change, message", BAD_EXPERIMENTS)
 def test_bad_experiment_configs_fail_at_validation(tmp_path, change, message):
     config = synthetic_config(SIZES, experiments={"bad": experiment(**change),
@@ -246,20 +281,20 @@ def test_bad_experiment_configs_fail_at_validation(tmp_path, change, message):
 
 def test_learning_rate_schedules():
     factor_every_2 = {"type": "factor", "factor": 0.5, "step_epochs": 2}
-    assert [train.learning_rate(0.4, factor_every_2, e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    assert [training.learning_rate(0.4, factor_every_2, e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
     at_epochs = {"type": "factor", "factor": 0.1, "step_epochs": [2, 3]}
-    assert [train.learning_rate(1.0, at_epochs, e) for e in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
-    assert train.learning_rate(0.05, {"type": "fixed"}, 299) == 0.05
+    assert [training.learning_rate(1.0, at_epochs, e) for e in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
+    assert training.learning_rate(0.05, {"type": "fixed"}, 299) == 0.05
 
 
 def test_a_mean_image_of_another_shape_is_refused(tmp_path):
     mean = tmp_path / "mean_32x32.bin"
     mx.nd.save(str(mean), {"mean_img": mx.nd.zeros((3, 32, 32))})
     with pytest.raises(InputError, match=r"mean image has shape \(3, 32, 32\), but data_shape is \(3, 28, 28\)"):
-        train.check_mean_shape(str(mean), (3, 28, 28))
-    train.check_mean_shape(str(mean), [3, 32, 32])
+        models.check_mean_shape(str(mean), (3, 28, 28))
+    models.check_mean_shape(str(mean), [3, 32, 32])
 
 
 def test_frozen_layers_select_their_parameters():
     names = ["conv0_weight", "bn0_gamma", "stage1_unit1_conv1_weight", "fc_weight"]
-    assert train.frozen_parameters(names, ["conv0", "bn0"]) == ["conv0_weight", "bn0_gamma"]
+    assert models.frozen_parameters(names, ["conv0", "bn0"]) == ["conv0_weight", "bn0_gamma"]

@@ -4,10 +4,16 @@ import csv
 import subprocess
 
 import cv2
+import mxnet as mx
+import numpy as np
 import pytest
 import yaml
 
+from cifar_repro import archive, mean, synthetic
+
 from conftest import BIN, REPO, run_snakemake, scheduled_rules
+
+pytestmark = pytest.mark.workflow
 
 
 DEMO_RUN = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
@@ -104,7 +110,32 @@ def test_dry_run_of_everything_plans_every_stage(tmp_path):
     }  # no experiments or figures configured: the data chain only
 
 
-@pytest.mark.parametrize("command", [["snakemake", "--lint"], ["snakefmt", "--check", "workflow"]])
+@pytest.mark.parametrize("command", [
+    ["snakemake", "--lint"], ["snakefmt", "--check", "workflow"], ["ruff", "check", "."], ["ruff", "format", "--check", "."],
+])  # fmt: skip
 def test_workflow_style_checks_pass(command):
     result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+
+def test_a_rule_script_runs_alone_with_the_jobs_inputs_and_outputs(tmp_path):
+    """cifar_repro.standalone, the debugging route: the mean_image job's script on arrays made here."""
+    path = tmp_path / "cifar-10-python.tar.gz"
+    md5 = synthetic.write_archive(path, synthetic.archive_members("cifar10", 2, 1, seed=0, noise=30.0))
+    train = archive.read_archive(path, "cifar10")["train"]
+    archive.save_arrays(train, tmp_path / "results" / "cifar10" / "arrays" / "train.npz")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(
+        yaml.safe_dump({"datasets": {"cifar10": {"url": str(path), "md5": md5}}})
+    )
+    target = "results/cifar10/mean_24x20.bin"
+    result = subprocess.run(
+        [str(BIN / "python"), "-m", "cifar_repro.standalone", target],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "scripts"), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(
+        mx.nd.load(str(tmp_path / target))["mean_img"].asnumpy(), mean.mean_image(train["data"], 24, 20)
+    )
+    assert "mean image (3, 24, 20)" in (tmp_path / "results" / "logs" / "mean_image" / "cifar10" / "24x20.log").read_text()

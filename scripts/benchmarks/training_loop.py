@@ -1,15 +1,16 @@
 """Benchmark (not a test): does the training rule's loop cost throughput?
 
 Side by side, in one process, on the same packed data, network, batch size and augmentation:
-  1. train.train (what the training rule runs: checkpoints, NaN check, per-epoch iterators, ...);
+  1. training.train (what the training rule runs: checkpoints, NaN check, progress lines, per-epoch
+     iterators, ...);
   2. a bare Module.fit, MXNet's own loop (the baseline);
   3. ImageRecordIter alone, to show the loader is not the bottleneck.
-Training rounds alternate (train.train, fit, train.train, fit, ...) so that drift in the machine's
+Training rounds alternate (training.train, fit, training.train, fit, ...) so that drift in the machine's
 speed hits both; each reports samples/s of whole training epochs (validation and checkpoints not
 included) over its epochs after the first (warm-up).
-Target: train.train / Module.fit >= 0.97.
+Target: training.train / Module.fit >= 0.97.
 
-usage: python scripts/benchmark_training.py --rec-dir results/demo/cifar10/rec [--rounds 3] [--epochs 3]
+usage: python scripts/benchmarks/training_loop.py --rec-dir results/demo/cifar10/rec [--rounds 3] [--epochs 3]
 """
 
 import argparse
@@ -22,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import figures
 import mxnet as mx
-import networks
-import train
+
+from cifar_repro import layout, networks, training
+from cifar_repro.metrics import load_metrics, mean_samples_per_second
 
 EXPERIMENT = {
     "dataset": "cifar10",
@@ -46,33 +47,24 @@ EXPERIMENT = {
 }
 
 
-def rule_loop_throughput(data: train.Data, epochs: int) -> float:
+def rule_loop_throughput(data: training.Data, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as work:
-        folder = Path(work)
-        experiment = EXPERIMENT | {"num_epochs": epochs}
-        train.train(
+        files = layout.experiment_files(work, "benchmark")
+        training.train(
             "benchmark",
-            experiment,
+            EXPERIMENT | {"num_epochs": epochs},
             data,
-            train.Outputs(
-                folder / "metrics.csv",
-                folder / "symbol.json",
-                folder / "final.params",
-                folder / "numbered.params",
-                folder / "run.json",
-                folder / "checkpoints",
-            ),
-            gpus=1,
-            gpu_ids=[],
-            lock_dir=str(folder / "locks"),
+            files,
+            checkpoint_dir=layout.checkpoint_dir(work, "benchmark"),
+            granted=training.Devices(gpus=1, gpu_ids=[], lock_dir=f"{work}/locks"),
         )
-        return figures.mean_samples_per_second(figures.load_metrics(folder / "metrics.csv"))
+        return mean_samples_per_second(load_metrics(files.metrics))
 
 
-def module_fit_throughput(data: train.Data, epochs: int) -> float:
+def module_fit_throughput(data: training.Data, epochs: int) -> float:
     """Samples/s of MXNet's Module.fit, timed by whole epochs like the training loop's figure
     (start-up of the epoch's first batch included): the spacing of its epoch-end callbacks."""
-    batches = train.record_iter(data, EXPERIMENT, train=True, seed=0)
+    batches = training.record_iter(data, EXPERIMENT, train=True, seed=0)
     symbol = networks.build("resnet", 10, num_layers=EXPERIMENT["num_layers"])
     module = mx.mod.Module(symbol, context=[mx.cpu()])
     epoch_ends: list[float] = []
@@ -90,10 +82,10 @@ def module_fit_throughput(data: train.Data, epochs: int) -> float:
     return statistics.mean(samples / (end - start) for start, end in itertools.pairwise(epoch_ends))
 
 
-def loader_throughput(data: train.Data, epochs: int) -> float:
+def loader_throughput(data: training.Data, epochs: int) -> float:
     images, started = 0, time.time()
     for epoch in range(epochs):
-        for batch in train.record_iter(data, EXPERIMENT, train=True, seed=epoch):
+        for batch in training.record_iter(data, EXPERIMENT, train=True, seed=epoch):
             batch.data[0].wait_to_read()
             images += batch.data[0].shape[0] - batch.pad
     return images / (time.time() - started)
@@ -109,7 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rec = Path(args.rec_dir)
-    data = train.Data(
+    data = training.Data(
         str(rec / "train.rec"), str(rec / "train.idx"), str(rec / "test.rec"), str(rec / "test.idx"), None
     )
     ours, baseline = [], []
@@ -123,7 +115,7 @@ def main() -> int:
         "data_shape": EXPERIMENT["data_shape"],
         "rounds": args.rounds,
         "epochs_per_round": args.epochs,
-        "train.train samples/s": [round(x, 1) for x in ours],
+        "training.train samples/s": [round(x, 1) for x in ours],
         "Module.fit samples/s (baseline)": [round(x, 1) for x in baseline],
         "ratio (median)": round(statistics.median(ours) / statistics.median(baseline), 3),
         "ImageRecordIter alone images/s": round(loader, 1),

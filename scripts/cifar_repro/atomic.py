@@ -29,3 +29,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(temporary)
         elif temporary.exists():
             temporary.unlink()
+
+
+def hard_link(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """`destination` as a second name of `source` (no copy), replacing any older file of that name."""
+    with atomic_path(destination) as partial:
+        os.link(source, partial)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import InputError
-from .metrics import mean_samples_per_second
+from .metrics import load_metrics, mean_samples_per_second
 
 log = logging.getLogger("cifar-repro")
 
@@ -242,3 +242,19 @@ def write_tables(
     for path, write in writers.items():
         with atomic_path(path) as partial:
             write(partial)
+
+
+def build_tables(
+    run_paths: dict[str, str],
+    metrics_paths: dict[str, str],
+    published: dict[str, float],
+    groups: dict[str, list[str]],
+    outputs: dict[str, str],
+) -> pd.DataFrame:
+    """Read each experiment's run.json and metrics.csv, write the four tables (`outputs` maps
+    summary_csv, summary_md, params_csv and params_md to paths), and return the summary."""
+    runs = {name: load_run(path, name) for name, path in run_paths.items()}
+    metrics = {name: load_metrics(path) for name, path in metrics_paths.items()}
+    summary = summary_table(runs, metrics, published)
+    write_tables(summary, group_diffs(groups, runs), **outputs)
+    return summary

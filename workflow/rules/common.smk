@@ -63,7 +63,9 @@ def check_references():
     for figure, spec in FIGURES.items():
         unknown = [name for name in spec["experiments"] if name not in EXPERIMENTS]
         if unknown:
-            raise ValueError(f"figures.{figure}.experiments: not experiments: {unknown}")
+            raise ValueError(
+                f"figures.{figure}.experiments: not experiments: {unknown}"
+            )
     unknown = [name for name in config["published_accuracy"] if name not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"published_accuracy: not experiments: {unknown}")
@@ -132,9 +134,12 @@ def data_targets():
         root = f"{OUT}/{dataset}"
         targets += expand(f"{root}/arrays/{{split}}.npz", split=SPLITS)
         targets += expand(f"{root}/images/{{split}}.lst", split=SPLITS)
-        targets += expand(f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"])
+        targets += expand(
+            f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"]
+        )
         targets += [
-            f"{root}/mean_{height}x{width}.bin" for height, width in config["mean_image_sizes"]
+            f"{root}/mean_{height}x{width}.bin"
+            for height, width in config["mean_image_sizes"]
         ]
     return targets
 
@@ -174,7 +179,9 @@ def pretrained_source(wildcards):
         source = PRETRAINED[wildcards.model][part]
         if archive_name(source["url"]) == wildcards.file:
             return source
-    raise ValueError(f"pretrained_models.{wildcards.model} has no file named {wildcards.file}")
+    raise ValueError(
+        f"pretrained_models.{wildcards.model} has no file named {wildcards.file}"
+    )
 
 
 def training_inputs(wildcards):
@@ -222,7 +229,9 @@ def table_targets():
     if not EXPERIMENTS:
         return []
     return expand(
-        f"{OUT}/tables/{{table}}.{{ext}}", table=["summary", "params_diff"], ext=["csv", "md"]
+        f"{OUT}/tables/{{table}}.{{ext}}",
+        table=["summary", "params_diff"],
+        ext=["csv", "md"],
     )
 
 
@@ -233,13 +242,16 @@ def figure_spec(wildcards):
 def figure_metrics(wildcards):
     """metrics.csv of each of the figure's experiments, in the spec's order."""
     return [
-        layout.experiment_files(OUT, name).metrics for name in figure_spec(wildcards)["experiments"]
+        layout.experiment_files(OUT, name).metrics
+        for name in figure_spec(wildcards)["experiments"]
     ]
 
 
 def figure_category(wildcards):
     """Report section: the dataset of the figure's experiments, if they share one."""
-    datasets = {EXPERIMENTS[name]["dataset"] for name in figure_spec(wildcards)["experiments"]}
+    datasets = {
+        EXPERIMENTS[name]["dataset"] for name in figure_spec(wildcards)["experiments"]
+    }
     return (
         {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(datasets.pop())
         if len(datasets) == 1

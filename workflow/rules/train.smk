@@ -33,7 +33,9 @@ rule train:
         gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
     params:
         experiment=lambda wildcards: canonical(experiment_config(wildcards)),
-        checkpoint_dir=lambda wildcards: layout.checkpoint_dir(OUT, wildcards.experiment),
+        checkpoint_dir=lambda wildcards: layout.checkpoint_dir(
+            OUT, wildcards.experiment
+        ),
         gpu_ids=config["gpu_ids"],
         lock_dir=config["gpu_lock_dir"],
     script:
@@ -51,5 +53,7 @@ rule link_numbered_params:
         f"{OUT}/logs/link_numbered_params/{{experiment}}/{{epoch}}.log",
     wildcard_constraints:
         epoch=r"\d{4}",
-    shell:
-        "ln -f {input} {output} 2> {log}"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/link_numbered_params.py"
