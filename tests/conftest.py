@@ -30,8 +30,16 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None) -> subp
     if config is not None:
         (workdir / "config").mkdir(parents=True, exist_ok=True)
         (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-               "--cores", "2", *args]
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        *args,
+    ]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), "LC_ALL": "C.UTF-8"}
     # run inside the workdir, so that relative paths on the command line (--configfile) are its own
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
@@ -43,8 +51,9 @@ def archives(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     made = {}
     for dataset, spec in TEST_ARCHIVES.items():
-        members = synthetic.archive_members(dataset, spec["train_per_class"], spec["test_per_class"],
-                                                  seed=1, noise=30.0)
+        members = synthetic.archive_members(
+            dataset, spec["train_per_class"], spec["test_per_class"], seed=1, noise=30.0
+        )
         path = folder / spec["file"]
         made[dataset] = (path, synthetic.write_archive(path, members), members)
     return made
@@ -59,7 +68,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def http_base_url(archives):
     """Base URL of a server on 127.0.0.1 serving the archives' folder."""
     folder = next(iter(archives.values()))[0].parent
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=folder))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=folder)
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -72,7 +83,7 @@ def scheduled_rules(dry_run_output: str) -> dict[str, int]:
     lines = dry_run_output.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == ["job", "count"])
     counts = {}
-    for line in lines[header + 2:]:
+    for line in lines[header + 2 :]:
         rule, count = line.split()
         if rule == "total":
             return counts
@@ -83,8 +94,10 @@ def scheduled_rules(dry_run_output: str) -> dict[str, int]:
 def http_config(archives, base_url: str, **overrides) -> dict:
     config = {
         "output_dir": "results",
-        "datasets": {dataset: {"url": f"{base_url}/{path.name}", "md5": md5}
-                     for dataset, (path, md5, _) in archives.items()},
+        "datasets": {
+            dataset: {"url": f"{base_url}/{path.name}", "md5": md5}
+            for dataset, (path, md5, _) in archives.items()
+        },
     }
     config.update(overrides)
     return config
@@ -100,9 +113,13 @@ def synthetic_md5(dataset: str, train_per_class: int, test_per_class: int) -> st
 def synthetic_config(sizes: dict[str, tuple[int, int]], **overrides) -> dict:
     """A config whose datasets the workflow generates itself: {dataset: (train, test) per class}."""
     config = {
-        "synthetic_archives": {d: {"train_per_class": tr, "test_per_class": te} for d, (tr, te) in sizes.items()},
-        "datasets": {d: {"url": f"file:results/synthetic/{d}.tar.gz", "md5": synthetic_md5(d, tr, te)}
-                     for d, (tr, te) in sizes.items()},
+        "synthetic_archives": {
+            d: {"train_per_class": tr, "test_per_class": te} for d, (tr, te) in sizes.items()
+        },
+        "datasets": {
+            d: {"url": f"file:results/synthetic/{d}.tar.gz", "md5": synthetic_md5(d, tr, te)}
+            for d, (tr, te) in sizes.items()
+        },
     }
     config.update(overrides)
     return config

@@ -2,21 +2,24 @@
 partial file where a finished one is expected."""
 
 import gzip
-import io
 import os
 import pickle
 import tarfile
 
 import numpy as np
 import pytest
+from conftest import http_config, run_snakemake
 
 from cifar_repro import archive, download, records, synthetic
 from cifar_repro.errors import InputError
-from conftest import http_config, run_snakemake
 
 
 def leftover_files(folder):
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return (
+        sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        if folder.exists()
+        else []
+    )
 
 
 @pytest.mark.workflow
@@ -27,7 +30,7 @@ def test_md5_mismatch_keeps_nothing(tmp_path, archives, http_base_url):
     assert result.returncode != 0
     assert f"{http_base_url}/cifar-10-python.tar.gz: MD5 mismatch: expected {'0' * 32}" in result.stderr
     assert leftover_files(tmp_path / "results" / "cifar10") == []
-    log = (tmp_path / "results" / "logs" / "download_archive" / "cifar10" / "cifar-10-python.tar.gz.log")
+    log = tmp_path / "results" / "logs" / "download_archive" / "cifar10" / "cifar-10-python.tar.gz.log"
     last_line = log.read_text().splitlines()[-1]  # one line ends the rule's log, after the traceback
     assert "ERROR download_archive failed: " in last_line and "MD5 mismatch" in last_line
 
@@ -43,11 +46,14 @@ def test_unreachable_url_names_the_url(tmp_path, archives, http_base_url):
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("field, value, complaint", [
-    ("url", "ftp://example.org/cifar-10-python.tar.gz", "does not match"),
-    ("md5", "not-an-md5", "does not match"),
-    ("colour", "blue", "Additional properties are not allowed"),
-])
+@pytest.mark.parametrize(
+    "field, value, complaint",
+    [
+        ("url", "ftp://example.org/cifar-10-python.tar.gz", "does not match"),
+        ("md5", "not-an-md5", "does not match"),
+        ("colour", "blue", "Additional properties are not allowed"),
+    ],
+)
 def test_config_is_validated_before_anything_runs(tmp_path, archives, http_base_url, field, value, complaint):
     config = http_config(archives, http_base_url)
     config["datasets"]["cifar10"][field] = value
@@ -60,7 +66,9 @@ def test_config_is_validated_before_anything_runs(tmp_path, archives, http_base_
 @pytest.mark.workflow
 def test_schema_fills_defaults(tmp_path):
     """An empty config means the official archives: the dry run plans their download."""
-    result = run_snakemake(tmp_path, "--dry-run", "results/cifar10/download/cifar-10-python.tar.gz", config={})
+    result = run_snakemake(
+        tmp_path, "--dry-run", "results/cifar10/download/cifar-10-python.tar.gz", config={}
+    )
     assert result.returncode == 0, result.stderr
     assert "results/cifar10/download/cifar-10-python.tar.gz" in result.stdout
 
@@ -88,15 +96,20 @@ def test_code_in_a_pickle_is_refused_not_run(tmp_path):
     members["cifar-10-batches-py/batches.meta"] = {b"label_names": _RunsCode(marker)}
     path, md5 = archive_with(members, tmp_path)
     workdir = tmp_path / "work"
-    config = {"datasets": {"cifar10": {"url": str(path), "md5": md5},
-                           "cifar100": {"url": str(path), "md5": md5}}}
+    config = {
+        "datasets": {"cifar10": {"url": str(path), "md5": md5}, "cifar100": {"url": str(path), "md5": md5}}
+    }
     result = run_snakemake(workdir, "results/cifar10/arrays/train.npz", config=config)
     assert result.returncode != 0
-    assert "member cifar-10-batches-py/batches.meta: not a valid CIFAR pickle: refusing to load global" \
+    assert (
+        "member cifar-10-batches-py/batches.meta: not a valid CIFAR pickle: refusing to load global"
         in result.stderr
+    )
     assert not marker.exists()
-    assert not (workdir / "results" / "cifar10" / "arrays").exists() or \
-        leftover_files(workdir / "results" / "cifar10" / "arrays") == []
+    assert (
+        not (workdir / "results" / "cifar10" / "arrays").exists()
+        or leftover_files(workdir / "results" / "cifar10" / "arrays") == []
+    )
 
 
 def cifar10_members():
@@ -109,20 +122,56 @@ def broken(change):
     return members
 
 
-@pytest.mark.parametrize("members, message", [
-    (broken(lambda m: m.pop("cifar-10-batches-py/data_batch_3")), "missing member cifar-10-batches-py/data_batch_3"),
-    (broken(lambda m: m["cifar-10-batches-py/test_batch"].update({b"data": np.zeros((2, 3072), np.float32)})),
-     "member cifar-10-batches-py/test_batch: data must be a uint8 array of shape (N, 3072), found float32"),
-    (broken(lambda m: m["cifar-10-batches-py/test_batch"].update({b"data": np.zeros((2, 1024), np.uint8)})),
-     "data must be a uint8 array of shape (N, 3072), found uint8 (2, 1024)"),
-    (broken(lambda m: m["cifar-10-batches-py/test_batch"][b"labels"].__setitem__(0, 10)), "labels outside 0..9"),
-    (broken(lambda m: m["cifar-10-batches-py/test_batch"][b"labels"].pop()), "labels has 9 entries for 10 images"),
-    (broken(lambda m: m["cifar-10-batches-py/batches.meta"][b"label_names"].__setitem__(0, b"../../etc")),
-     "label_names has names unusable as folder names: ['../../etc']"),
-    (broken(lambda m: m["cifar-10-batches-py/batches.meta"][b"label_names"].pop()), "label_names must list 10"),
-    (broken(lambda m: m.update({"cifar-10-batches-py/test_batch": [1, 2, 3]})), "expected a dict, found list"),
-    (broken(lambda m: m.update({"cifar-10-batches-py/test_batch": b"\x80\x02garbage"})), "not a valid CIFAR pickle"),
-])
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        (
+            broken(lambda m: m.pop("cifar-10-batches-py/data_batch_3")),
+            "missing member cifar-10-batches-py/data_batch_3",
+        ),
+        (
+            broken(
+                lambda m: m["cifar-10-batches-py/test_batch"].update(
+                    {b"data": np.zeros((2, 3072), np.float32)}
+                )
+            ),
+            "member cifar-10-batches-py/test_batch: data must be a uint8 array of shape (N, 3072), "
+            "found float32",
+        ),
+        (
+            broken(
+                lambda m: m["cifar-10-batches-py/test_batch"].update({b"data": np.zeros((2, 1024), np.uint8)})
+            ),
+            "data must be a uint8 array of shape (N, 3072), found uint8 (2, 1024)",
+        ),
+        (
+            broken(lambda m: m["cifar-10-batches-py/test_batch"][b"labels"].__setitem__(0, 10)),
+            "labels outside 0..9",
+        ),
+        (
+            broken(lambda m: m["cifar-10-batches-py/test_batch"][b"labels"].pop()),
+            "labels has 9 entries for 10 images",
+        ),
+        (
+            broken(
+                lambda m: m["cifar-10-batches-py/batches.meta"][b"label_names"].__setitem__(0, b"../../etc")
+            ),
+            "label_names has names unusable as folder names: ['../../etc']",
+        ),
+        (
+            broken(lambda m: m["cifar-10-batches-py/batches.meta"][b"label_names"].pop()),
+            "label_names must list 10",
+        ),
+        (
+            broken(lambda m: m.update({"cifar-10-batches-py/test_batch": [1, 2, 3]})),
+            "expected a dict, found list",
+        ),
+        (
+            broken(lambda m: m.update({"cifar-10-batches-py/test_batch": b"\x80\x02garbage"})),
+            "not a valid CIFAR pickle",
+        ),
+    ],
+)
 def test_malformed_archives_are_named_and_explained(tmp_path, members, message):
     path, _ = archive_with(members, tmp_path)
     with pytest.raises(InputError) as error:
@@ -198,10 +247,16 @@ def test_url_names():
         download.archive_name("https://host/")
 
 
-@pytest.mark.parametrize("threads, message", [
-    (2, r"train\.lst: im2rec packed 2 of 3 images; missing indices \[1\]"),  # im2rec skips it silently
-    (1, r"train\.lst: im2rec.py failed with exit code 1: pack_img error: cat/00001.png"),  # im2rec crashes
-])
+@pytest.mark.parametrize(
+    "threads, message",
+    [
+        (2, r"train\.lst: im2rec packed 2 of 3 images; missing indices \[1\]"),  # im2rec skips it silently
+        (
+            1,
+            r"train\.lst: im2rec.py failed with exit code 1: pack_img error: cat/00001.png",
+        ),  # im2rec crashes
+    ],
+)
 def test_im2rec_losing_an_image_fails_the_packing(tmp_path, threads, message):
     images = tmp_path / "images"
     (images / "cat").mkdir(parents=True)

@@ -2,14 +2,11 @@
 builds every data artefact; each artefact is checked against the archive's own pickles."""
 
 import hashlib
-import pickle
-import tarfile
 
 import cv2
 import mxnet as mx
 import numpy as np
 import pytest
-
 from conftest import http_config, run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.workflow
@@ -28,8 +25,11 @@ def expected_split(members, dataset, split):
     """data (N,3,32,32), labels, coarse labels (or None), names, straight from the pickles."""
     if dataset == "cifar10":
         names = [n.decode() for n in members["cifar-10-batches-py/batches.meta"][b"label_names"]]
-        keys = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] if split == "train" \
+        keys = (
+            [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
+            if split == "train"
             else ["cifar-10-batches-py/test_batch"]
+        )
         batches = [members[k] for k in keys]
         labels = np.concatenate([b[b"labels"] for b in batches])
         coarse = None
@@ -101,7 +101,7 @@ def test_mean_images(built, archives, dataset):
     assert list(mean32) == ["mean_img"]
     np.testing.assert_allclose(mean32["mean_img"].asnumpy(), data.mean(axis=0), rtol=1e-6)
     mean28 = mx.nd.load(str(built / dataset / "mean_28x28.bin"))["mean_img"].asnumpy()
-    every_crop = [data[:, :, top:top + 28, left:left + 28] for top in range(5) for left in range(5)]
+    every_crop = [data[:, :, top : top + 28, left : left + 28] for top in range(5) for left in range(5)]
     assert mean28.dtype == np.float32 and mean28.shape == (3, 28, 28)
     np.testing.assert_allclose(mean28, np.mean(every_crop, axis=(0, 1)), rtol=1e-5)
 
@@ -111,15 +111,25 @@ def test_image_record_iter_reads_records_and_subtracts_the_mean(built, archives)
     data, labels, _, _ = expected_split(archives["cifar10"][2], "cifar10", "train")
     root = built / "cifar10"
     loader = mx.io.ImageRecordIter(
-        path_imgrec=str(root / "rec" / "train.rec"), path_imgidx=str(root / "rec" / "train.idx"),
-        mean_img=str(root / "mean_32x32.bin"), data_shape=(3, 32, 32), batch_size=8, shuffle=False)
+        path_imgrec=str(root / "rec" / "train.rec"),
+        path_imgidx=str(root / "rec" / "train.idx"),
+        mean_img=str(root / "mean_32x32.bin"),
+        data_shape=(3, 32, 32),
+        batch_size=8,
+        shuffle=False,
+    )
     batch = next(iter(loader))
     mean = mx.nd.load(str(root / "mean_32x32.bin"))["mean_img"].asnumpy()
     np.testing.assert_allclose(batch.data[0].asnumpy(), data[:8] - mean, atol=1e-4)
     np.testing.assert_array_equal(batch.label[0].asnumpy(), labels[:8])
     cropped = mx.io.ImageRecordIter(
-        path_imgrec=str(root / "rec" / "train.rec"), mean_img=str(root / "mean_28x28.bin"),
-        data_shape=(3, 28, 28), batch_size=8, rand_crop=True, rand_mirror=True)
+        path_imgrec=str(root / "rec" / "train.rec"),
+        mean_img=str(root / "mean_28x28.bin"),
+        data_shape=(3, 28, 28),
+        batch_size=8,
+        rand_crop=True,
+        rand_mirror=True,
+    )
     assert next(iter(cropped)).data[0].shape == (8, 3, 28, 28)
 
 
@@ -133,18 +143,30 @@ def test_samples_figure_and_its_log(built, archives, dataset):
 
 
 def test_every_rule_logged_and_nothing_left_to_do(built, archives, http_base_url):
-    logs = {p.parent.name if p.parent.name not in ("cifar10", "cifar100") else p.parent.parent.name
-            for p in (built / "logs").rglob("*.log")}
-    assert logs == {"download_archive", "unpack_arrays", "export_images", "pack_records", "mean_image",
-                    "plot_samples"}
+    logs = {
+        p.parent.name if p.parent.name not in ("cifar10", "cifar100") else p.parent.parent.name
+        for p in (built / "logs").rglob("*.log")
+    }
+    assert logs == {
+        "download_archive",
+        "unpack_arrays",
+        "export_images",
+        "pack_records",
+        "mean_image",
+        "plot_samples",
+    }
     assert not list(built.rglob(".*partial*")), "temporary files left behind"
     dry_run = run_snakemake(built.parent, "--dry-run")
     assert dry_run.returncode == 0 and "Nothing to be done" in dry_run.stdout + dry_run.stderr
 
 
 def test_one_figure_builds_only_its_own_chain(tmp_path, archives, http_base_url):
-    result = run_snakemake(tmp_path, "--dry-run", "results/figures/cifar10_samples.png",
-                           config=http_config(archives, http_base_url))
+    result = run_snakemake(
+        tmp_path,
+        "--dry-run",
+        "results/figures/cifar10_samples.png",
+        config=http_config(archives, http_base_url),
+    )
     assert result.returncode == 0, result.stderr
     assert scheduled_rules(result.stdout) == {"download_archive": 1, "unpack_arrays": 1, "plot_samples": 1}
 

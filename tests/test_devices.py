@@ -97,11 +97,22 @@ def lock_is_free(lock_dir: Path, gpu_id: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("capability, runs", [
-    ((5, 0), True), ((5, 2), True), ((6, 1), True), ((7, 0), True), ((7, 5), True),
-    ((8, 0), True), ((8, 6), True), ((8, 9), True),
-    ((3, 7), False), ((9, 0), False), ((10, 0), False),
-])
+@pytest.mark.parametrize(
+    "capability, runs",
+    [
+        ((5, 0), True),
+        ((5, 2), True),
+        ((6, 1), True),
+        ((7, 0), True),
+        ((7, 5), True),
+        ((8, 0), True),
+        ((8, 6), True),
+        ((8, 9), True),
+        ((3, 7), False),
+        ((9, 0), False),
+        ((10, 0), False),
+    ],
+)
 def test_wheel_kernels_run_on_same_major_and_newer_minor(capability, runs):
     assert devices.runs_on(capability) is runs
 
@@ -129,9 +140,16 @@ def test_check_supported_accepts_supported_devices():
 def test_concurrent_jobs_never_share_an_id(tmp_path):
     gpu_ids = [0, 1, 2]
     counts = [2, 1, 2, 1, 2]
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps([gpu_ids, count, str(tmp_path), 0.3])],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=CHILD_ENV)
-               for count in counts]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, json.dumps([gpu_ids, count, str(tmp_path), 0.3])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=CHILD_ENV,
+        )
+        for count in counts
+    ]
     try:
         for worker in workers:
             assert worker.stdout.readline() == "ready\n"
@@ -153,8 +171,9 @@ def test_concurrent_jobs_never_share_an_id(tmp_path):
 
 
 def test_killed_holder_frees_its_ids(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True, env=CHILD_ENV)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=CHILD_ENV
+    )
     try:
         assert holder.stdout.readline() == "0 1\n"
         assert (tmp_path / "gpu-0.lock").read_text() == f"{holder.pid}\n"
@@ -169,9 +188,8 @@ def test_killed_holder_frees_its_ids(tmp_path):
 
 
 def test_lease_takes_free_ids_in_list_order(tmp_path):
-    with devices.acquire_gpus([1], 1, tmp_path):
-        with devices.acquire_gpus([0, 1, 2, 3], 2, tmp_path) as lease:
-            assert lease.ids == [0, 2]
+    with devices.acquire_gpus([1], 1, tmp_path), devices.acquire_gpus([0, 1, 2, 3], 2, tmp_path) as lease:
+        assert lease.ids == [0, 2]
 
 
 def test_lease_is_all_or_nothing(tmp_path):
@@ -197,9 +215,11 @@ def test_waits_until_enough_ids_are_free(tmp_path, caplog):
     releaser = threading.Timer(0.3, busy.release)
     releaser.start()
     started = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="cifar-repro"):
-        with devices.acquire_gpus([0, 1], 2, tmp_path, timeout_seconds=10, poll_seconds=0.02) as lease:
-            waited = time.monotonic() - started
+    with (
+        caplog.at_level(logging.INFO, logger="cifar-repro"),
+        devices.acquire_gpus([0, 1], 2, tmp_path, timeout_seconds=10, poll_seconds=0.02) as lease,
+    ):
+        waited = time.monotonic() - started
     releaser.join()
     assert lease.ids == [0, 1]
     assert 0.25 < waited < 5
@@ -246,8 +266,9 @@ def test_cpu_build_runs_gpus_as_cpu_contexts(tmp_path):
 @cpu_build
 def test_cpu_build_still_leases_gpu_ids(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        contexts, lease, description = devices.training_devices(2, [3, 4], tmp_path, logging.getLogger("test"),
-                                                                timeout_seconds=0)
+        contexts, lease, description = devices.training_devices(
+            2, [3, 4], tmp_path, logging.getLogger("test"), timeout_seconds=0
+        )
     with lease:
         assert contexts == [mx.cpu(0), mx.cpu(1)]
         assert lease.ids == [3, 4]
@@ -275,21 +296,38 @@ def fake_libcuda_dir(tmp_path_factory):
         pytest.skip("no gcc to build a fake libcuda.so.1")
     folder = tmp_path_factory.mktemp("fake-libcuda")
     (folder / "fake_libcuda.c").write_text(FAKE_LIBCUDA)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", folder / "libcuda.so.1", folder / "fake_libcuda.c"],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", folder / "libcuda.so.1", folder / "fake_libcuda.c"], check=True
+    )
     return folder
 
 
-@pytest.mark.parametrize("ids, extra_env, expected", [
-    ([0, 1], {}, '{"0": [7, 5], "1": [9, 0]}'),
-    ([0, 2], {}, "InputError: CUDA driver call cuDeviceGet for GPU 2 failed with CUresult 101 "
-                 "(CUDA_ERROR_INVALID_DEVICE)"),
-    ([0], {"FAKE_CUINIT_FAILS": "1"}, "InputError: CUDA driver call cuInit failed with CUresult 100 "
-                                      "(CUDA_ERROR_NO_DEVICE)"),
-])
+@pytest.mark.parametrize(
+    "ids, extra_env, expected",
+    [
+        ([0, 1], {}, '{"0": [7, 5], "1": [9, 0]}'),
+        (
+            [0, 2],
+            {},
+            "InputError: CUDA driver call cuDeviceGet for GPU 2 failed with CUresult 101 "
+            "(CUDA_ERROR_INVALID_DEVICE)",
+        ),
+        (
+            [0],
+            {"FAKE_CUINIT_FAILS": "1"},
+            "InputError: CUDA driver call cuInit failed with CUresult 100 (CUDA_ERROR_NO_DEVICE)",
+        ),
+    ],
+)
 def test_compute_capabilities_asks_the_driver(fake_libcuda_dir, ids, extra_env, expected):
     # the dynamic loader reads LD_LIBRARY_PATH at start-up, hence a child process
     env = {**CHILD_ENV, **extra_env, "LD_LIBRARY_PATH": str(fake_libcuda_dir)}
-    asked = subprocess.run([sys.executable, "-c", ASK_CAPABILITIES, json.dumps(ids)],
-                           capture_output=True, text=True, env=env, timeout=30, check=True)
+    asked = subprocess.run(
+        [sys.executable, "-c", ASK_CAPABILITIES, json.dumps(ids)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
     assert asked.stdout.strip() == expected

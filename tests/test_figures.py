@@ -1,38 +1,49 @@
 """Figures show exactly what metrics.csv holds (checked on the plotted table and the matplotlib objects,
-not on pixels), and the command line writes real PNG/SVG files or fails naming the bad input."""
+not on pixels), their legends and texts cover nothing, and save_figure writes real PNG/SVG files whole
+or fails naming the bad path."""
 
-import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-
-import figures
-from cli import InputError
+import yaml
 from conftest import REPO
+from matplotlib.collections import PolyCollection
 
-BASE_HEADER = ["epoch", "lr", "train_accuracy", "train_cross_entropy", "val_accuracy", "val_cross_entropy",
-               "seconds", "samples_per_second"]
-CIFAR100_HEADER = ["epoch", "lr", "train_accuracy", "train_cross_entropy", "train_top5_accuracy", "val_accuracy",
-                   "val_cross_entropy", "val_top5_accuracy", "seconds", "samples_per_second"]
+from cifar_repro import figures, metrics
+from cifar_repro.errors import InputError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HEADER = ",".join(metrics.REQUIRED_COLUMNS)
 
 
-def write_metrics(path, train, val, lr, samples_per_second, top5=False):
-    """A metrics.csv as train.py writes it; an lr of None is left empty (AdaDelta)."""
-    header = CIFAR100_HEADER if top5 else BASE_HEADER
-    lines = [",".join(header)]
-    for epoch, (t, v, rate, speed) in enumerate(zip(train, val, lr, samples_per_second), start=1):
-        values = {"epoch": epoch, "lr": "" if rate is None else rate, "train_accuracy": t,
-                  "train_cross_entropy": 2.0 / epoch, "train_top5_accuracy": min(1.0, t + 0.3),
-                  "val_accuracy": v, "val_cross_entropy": 2.1 / epoch, "val_top5_accuracy": min(1.0, v + 0.3),
-                  "seconds": 10.0, "samples_per_second": speed}
-        lines.append(",".join(str(values[column]) for column in header))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def write_run(path, train, val, lr, samples_per_second, num_classes=10):
+    """A metrics.csv as a training run writes it; an lr of None is left empty (AdaDelta)."""
+    rows = [
+        {
+            "epoch": epoch,
+            "lr": rate,
+            "train_accuracy": t,
+            "train_cross_entropy": 2.0 / epoch,
+            "train_top5_accuracy": min(1.0, t + 0.3),
+            "val_accuracy": v,
+            "val_cross_entropy": 2.1 / epoch,
+            "val_top5_accuracy": min(1.0, v + 0.3),
+            "seconds": 10.0,
+            "samples_per_second": speed,
+        }
+        for epoch, (t, v, rate, speed) in enumerate(zip(train, val, lr, samples_per_second, strict=True), 1)
+    ]
+    columns = metrics.metric_columns(num_classes)
+    metrics.write_metrics(path, [{key: row[key] for key in columns} for row in rows], num_classes)
     return path
 
 
@@ -41,27 +52,45 @@ def metric_files(tmp_path):
     """{experiment: metrics.csv}: two SGD runs, an AdaDelta run, and two CIFAR-100 stages."""
     folder = tmp_path / "experiments"
     return {
-        "sgd": write_metrics(folder / "sgd" / "metrics.csv", [0.3, 0.5, 0.6], [0.25, 0.45, 0.55],
-                             [0.05, 0.05, 0.05], [900.0, 1000.0, 1100.0]),
-        "steplr": write_metrics(folder / "steplr" / "metrics.csv", [0.35, 0.55, 0.7], [0.3, 0.5, 0.62],
-                                [0.05, 0.045, 0.0405], [800.0, 1200.0, 1300.0]),
-        "adadelta": write_metrics(folder / "adadelta" / "metrics.csv", [0.2, 0.4, 0.5], [0.2, 0.35, 0.45],
-                                  [None, None, None], [700.0, 750.0, 760.0]),
-        "stage1": write_metrics(folder / "stage1" / "metrics.csv", [0.1, 0.2, 0.3, 0.4], [0.08, 0.18, 0.27, 0.35],
-                                [0.05] * 4, [500.0] * 4, top5=True),
-        "stage2": write_metrics(folder / "stage2" / "metrics.csv", [0.5, 0.52], [0.4, 0.41], [0.01, 0.01],
-                                [510.0, 520.0], top5=True),
+        "sgd": write_run(
+            folder / "sgd.csv", [0.3, 0.5, 0.6], [0.25, 0.45, 0.55], [0.05] * 3, [900.0, 1000.0, 1100.0]
+        ),
+        "steplr": write_run(
+            folder / "steplr.csv",
+            [0.35, 0.55, 0.7],
+            [0.3, 0.5, 0.62],
+            [0.05, 0.045, 0.0405],
+            [800.0, 1200.0, 1300.0],
+        ),
+        "adadelta": write_run(
+            folder / "adadelta.csv", [0.2, 0.4, 0.5], [0.2, 0.35, 0.45], [None] * 3, [700.0, 750.0, 760.0]
+        ),
+        "stage1": write_run(
+            folder / "stage1.csv",
+            [0.1, 0.2, 0.3, 0.4],
+            [0.08, 0.18, 0.27, 0.35],
+            [0.05] * 4,
+            [500.0] * 4,
+            num_classes=100,
+        ),
+        "stage2": write_run(
+            folder / "stage2.csv", [0.5, 0.52], [0.4, 0.41], [0.01] * 2, [510.0, 520.0], num_classes=100
+        ),
     }
 
 
 @pytest.fixture
-def metrics(metric_files):
-    return {name: figures.load_metrics(path) for name, path in metric_files.items()}
+def runs(metric_files):
+    return {name: metrics.load_metrics(path) for name, path in metric_files.items()}
 
 
 def spec(kind, experiments, references=()):
-    return {"title": f"a {kind} figure", "kind": kind, "experiments": list(experiments),
-            "references": list(references)}
+    return {
+        "title": f"a {kind} figure",
+        "kind": kind,
+        "experiments": list(experiments),
+        "references": list(references),
+    }
 
 
 def series(data, experiment, split, column="accuracy_percent"):
@@ -69,50 +98,58 @@ def series(data, experiment, split, column="accuracy_percent"):
     return rows["epoch"].tolist(), rows[column].tolist()
 
 
-# ---------------------------------------------------------------- load_metrics
+def drawn(figure_spec, runs):
+    return figures.draw(figure_spec, figures.plot_data(figure_spec, runs))
 
 
-def test_load_metrics_reads_both_layouts_and_an_empty_lr(metrics):
-    assert list(metrics["stage1"].columns) == CIFAR100_HEADER
-    assert list(metrics["sgd"].columns) == BASE_HEADER
-    assert metrics["adadelta"]["lr"].isna().all()
+# ---------------------------------------------------------------- load_metrics, which figures read through
 
 
-@pytest.mark.parametrize("text, complaint", [
-    ("", "empty metrics file"),
-    (",".join(BASE_HEADER) + "\n", "no epochs"),
-    ("epoch,lr,train_accuracy,val_accuracy,seconds,samples_per_second\n1,0.1,0.5,0.5,1,100\n",
-     "missing column(s) train_cross_entropy, val_cross_entropy"),
-    (",".join(BASE_HEADER) + "\n1,0.1,0.5,2,0.4,2,1,100\n3,0.1,0.5,2,0.4,2,1,100\n", "epochs are not 1, 2"),
-    (",".join(BASE_HEADER) + "\n1,0.1,50,2,40,2,1,100\n", "fractions between 0 and 1"),
-    (",".join(BASE_HEADER) + "\n1,0.1,0.5,2,,2,1,100\n", "empty values in column(s) val_accuracy"),
-    (",".join(BASE_HEADER) + "\n1,0.1,half,2,0.4,2,1,100\n", "non-numeric values in column(s) train_accuracy"),
-])
+def test_load_metrics_reads_both_layouts_and_an_empty_lr(runs):
+    assert list(runs["stage1"].columns) == metrics.metric_columns(100)
+    assert list(runs["sgd"].columns) == metrics.REQUIRED_COLUMNS
+    assert runs["adadelta"]["lr"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        ("", "empty metrics file"),
+        (HEADER + "\n", "no epochs"),
+        (
+            "epoch,lr,train_accuracy,val_accuracy,seconds,samples_per_second\n1,0.1,0.5,0.5,1,100\n",
+            "missing column(s) train_cross_entropy, val_cross_entropy",
+        ),
+        (HEADER + "\n1,0.1,0.5,2,0.4,2,1,100\n3,0.1,0.5,2,0.4,2,1,100\n", "epochs are not 1, 2"),
+        (HEADER + "\n1,0.1,50,2,40,2,1,100\n", "fractions between 0 and 1"),
+        (HEADER + "\n1,0.1,0.5,2,,2,1,100\n", "empty values in column(s) val_accuracy"),
+        (HEADER + "\n1,0.1,half,2,0.4,2,1,100\n", "non-numeric values in column(s) train_accuracy"),
+    ],
+)
 def test_bad_metrics_are_refused_naming_the_file(tmp_path, text, complaint):
-    path = tmp_path / "bad" / "metrics.csv"
-    path.parent.mkdir()
+    path = tmp_path / "metrics.csv"
     path.write_text(text)
     with pytest.raises(InputError) as error:
-        figures.load_metrics(path)
+        metrics.load_metrics(path)
     assert str(error.value).startswith(f"{path}: ") and complaint in str(error.value)
 
 
 # ---------------------------------------------------------------- plot_data
 
 
-def test_accuracy_data_is_the_metrics_in_percent(metrics):
-    data = figures.plot_data(spec("accuracy", ["sgd", "adadelta"]), metrics)
+def test_accuracy_data_is_the_metrics_in_percent(runs):
+    data = figures.plot_data(spec("accuracy", ["sgd", "adadelta"]), runs)
     assert list(data.columns) == ["experiment", "epoch", "split", "accuracy_percent"]
     assert len(data) == 2 * 3 * 2  # experiments x epochs x splits
     for name in ("sgd", "adadelta"):
         for split, column in [("train", "train_accuracy"), ("validation", "val_accuracy")]:
             epochs, accuracies = series(data, name, split)
             assert epochs == [1, 2, 3]
-            np.testing.assert_allclose(accuracies, metrics[name][column] * 100)
+            np.testing.assert_allclose(accuracies, runs[name][column] * 100)
 
 
-def test_accuracy_lr_data_keeps_each_epochs_lr_and_adadeltas_empty_one(metrics):
-    data = figures.plot_data(spec("accuracy_lr", ["steplr", "adadelta"]), metrics)
+def test_accuracy_lr_data_keeps_each_epochs_lr_and_adadeltas_empty_one(runs):
+    data = figures.plot_data(spec("accuracy_lr", ["steplr", "adadelta"]), runs)
     assert list(data.columns) == ["experiment", "epoch", "split", "accuracy_percent", "lr"]
     for split in ("train", "validation"):
         assert series(data, "steplr", split, "lr")[1] == [0.05, 0.045, 0.0405]
@@ -120,47 +157,75 @@ def test_accuracy_lr_data_keeps_each_epochs_lr_and_adadeltas_empty_one(metrics):
     np.testing.assert_allclose(series(data, "steplr", "validation")[1], [30, 50, 62])
 
 
-def test_stages_continue_the_epochs_of_the_previous_stage(metrics):
-    data = figures.plot_data(spec("stages", ["stage1", "stage2"]), metrics)
+def test_stages_continue_the_epochs_of_the_previous_stage(runs):
+    data = figures.plot_data(spec("stages", ["stage1", "stage2"]), runs)
     assert list(data.columns) == ["experiment", "stage", "epoch", "split", "accuracy_percent"]
     validation = data[data["split"] == "validation"]
     assert validation["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     assert validation["stage"].tolist() == [1, 1, 1, 1, 2, 2]
     assert validation["experiment"].tolist() == ["stage1"] * 4 + ["stage2"] * 2
-    expected = pd.concat([metrics["stage1"]["val_accuracy"], metrics["stage2"]["val_accuracy"]]) * 100
+    expected = pd.concat([runs["stage1"]["val_accuracy"], runs["stage2"]["val_accuracy"]]) * 100
     np.testing.assert_allclose(validation["accuracy_percent"], expected)
-    np.testing.assert_allclose(data.loc[data["split"] == "train", "accuracy_percent"], [10, 20, 30, 40, 50, 52])
+    np.testing.assert_allclose(
+        data.loc[data["split"] == "train", "accuracy_percent"], [10, 20, 30, 40, 50, 52]
+    )
 
 
-def test_throughput_is_the_mean_without_the_first_epoch(metrics, tmp_path):
-    metrics["single"] = figures.load_metrics(
-        write_metrics(tmp_path / "single.csv", [0.5], [0.5], [0.1], [640.0]))
-    data = figures.plot_data(spec("throughput", ["sgd", "steplr", "single"]), metrics)
-    assert data.to_dict("list") == {"experiment": ["sgd", "steplr", "single"],
-                                    "samples_per_second": [1050.0, 1250.0, 640.0],  # a single epoch counts
-                                    "epochs_averaged": [2, 2, 1]}
+def test_throughput_is_the_mean_without_the_first_epoch(runs, tmp_path):
+    runs["single"] = metrics.load_metrics(write_run(tmp_path / "single.csv", [0.5], [0.5], [0.1], [640.0]))
+    data = figures.plot_data(spec("throughput", ["sgd", "steplr", "single"]), runs)
+    assert data.to_dict("list") == {
+        "experiment": ["sgd", "steplr", "single"],
+        "samples_per_second": [1050.0, 1250.0, 640.0],  # a single epoch counts
+        "epochs_averaged": [2, 2, 1],
+    }
 
 
-def test_an_experiment_without_metrics_is_named(metrics):
-    with pytest.raises(InputError, match="no metrics given for experiment\\(s\\) missing_one"):
-        figures.plot_data(spec("accuracy", ["sgd", "missing_one"]), metrics)
+# ---------------------------------------------------------------- refused specs
 
 
-@pytest.mark.parametrize("bad, complaint", [
-    ({"kind": "loss"}, "kind 'loss' is not one of"),
-    ({"experiments": []}, "no experiments"),
-    ({"kind": "throughput", "references": [{"label": "x", "accuracy": 50}]}, "throughput figure has none"),
-])
-def test_specs_drawing_cannot_follow_are_refused(metrics, bad, complaint):
-    with pytest.raises(InputError, match=complaint):
-        figures.plot_data(spec("accuracy", ["sgd"]) | bad, metrics)
+def test_an_experiment_without_metrics_is_named(runs):
+    with pytest.raises(
+        InputError, match=r"figure 'a accuracy figure': no metrics given for experiment\(s\) gone"
+    ):
+        figures.plot_data(spec("accuracy", ["sgd", "gone"]), runs)
+
+
+@pytest.mark.parametrize(
+    "bad, complaint",
+    [
+        (
+            {"kind": "loss"},
+            "figure 'a accuracy figure': kind 'loss' is not one of accuracy, accuracy_lr, stages, throughput",
+        ),
+        ({"experiments": []}, "figure 'a accuracy figure': no experiments"),
+        (
+            {"kind": "throughput", "references": [{"label": "x", "accuracy": 50}]},
+            "references are accuracies and a throughput figure has none",
+        ),
+    ],
+)
+def test_specs_drawing_cannot_follow_are_refused(runs, bad, complaint):
+    bad_spec = spec("accuracy", ["sgd"]) | bad
+    with pytest.raises(InputError) as error:
+        figures.plot_data(bad_spec, runs)
+    assert complaint in str(error.value)
+    with pytest.raises(InputError):
+        figures.draw(bad_spec, figures.plot_data(spec("accuracy", ["sgd"]), runs))
+
+
+def test_the_kinds_drawn_are_the_config_schemas():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    kind = schema["properties"]["figures"]["additionalProperties"]["properties"]["kind"]
+    assert set(figures.KINDS) == set(kind["enum"])
 
 
 # ---------------------------------------------------------------- draw
 
 
 def legend_texts(figure):
-    return [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    legends = [*figure.legends, *(axis.get_legend() for axis in figure.axes if axis.get_legend())]
+    return [text.get_text() for legend in legends for text in legend.get_texts()]
 
 
 def horizontal_lines_at(axis):
@@ -168,107 +233,162 @@ def horizontal_lines_at(axis):
     return [line.get_ydata()[0] for line in axis.lines if list(line.get_xdata()) == [0, 1]]
 
 
-def test_accuracy_figure_has_title_curves_and_labelled_references(metrics):
+def vertical_lines_at(axis):
+    return [line.get_xdata()[0] for line in axis.lines if list(line.get_ydata()) == [0, 1]]
+
+
+def curves(axis):
+    """(x, y, colour, linestyle) of each data line: not a reference or boundary line, nor one of the
+    empty lines seaborn adds for its legend."""
+    return [
+        (list(line.get_xdata()), list(line.get_ydata()), line.get_color(), line.get_linestyle())
+        for line in axis.lines
+        if len(line.get_xdata()) and [0, 1] not in (list(line.get_xdata()), list(line.get_ydata()))
+    ]
+
+
+def bands(axis):
+    """The standard-deviation bands that hold a polygon (seaborn adds empty ones for single rows)."""
+    return [c for c in axis.collections if isinstance(c, PolyCollection) and c.get_paths()]
+
+
+def test_accuracy_figure_has_title_curves_and_labelled_references(runs):
     references = [{"label": "Highway", "accuracy": 67.76}, {"label": "DSN", "accuracy": 65.43}]
-    figure_spec = spec("accuracy", ["sgd", "adadelta"], references)
-    figure = figures.draw(figure_spec, figures.plot_data(figure_spec, metrics))
+    figure = drawn(spec("accuracy", ["sgd", "adadelta"], references), runs)
     (axis,) = figure.axes
     assert figure.get_suptitle() == "a accuracy figure"
     assert horizontal_lines_at(axis) == [67.76, 65.43]
-    assert {"sgd", "adadelta", "train", "validation", "Highway: 67.76 %", "DSN: 65.43 %"} <= set(legend_texts(figure))
-    curve = next(line for line in axis.lines if line.get_label() == "sgd (validation)")
-    np.testing.assert_allclose(curve.get_ydata(), [25, 45, 55])
+    assert {"sgd", "adadelta", "train", "validation", "Highway: 67.76 %", "DSN: 65.43 %"} <= set(
+        legend_texts(figure)
+    )
+    drawn_curves = curves(axis)
+    expected = [
+        (name, split, list(runs[name][column] * 100))
+        for name in ("sgd", "adadelta")
+        for split, column in [("train", "train_accuracy"), ("validation", "val_accuracy")]
+    ]
+    assert len(drawn_curves) == len(expected)
+    colours = {}
+    for name, split, accuracies in expected:
+        (curve,) = [c for c in drawn_curves if np.allclose(c[1], accuracies)]
+        assert curve[0] == [1, 2, 3]
+        assert curve[3] == {"train": "-", "validation": "--"}[split]
+        colours.setdefault(name, curve[2])
+        assert curve[2] == colours[name]  # one colour per experiment
+    assert colours["sgd"] != colours["adadelta"]
+    assert bands(axis) == []  # one row per epoch: nothing to spread
     assert axis.get_ylabel() == "accuracy (%)"
 
 
-def test_accuracy_lr_figure_leaves_adadelta_out_of_the_lr_panel(metrics):
-    figure_spec = spec("accuracy_lr", ["steplr", "adadelta"])
-    figure = figures.draw(figure_spec, figures.plot_data(figure_spec, metrics))
-    accuracy_axis, lr_axis = figure.axes
-    assert len(accuracy_axis.lines) == 4  # 2 experiments x 2 splits
-    (rates,) = lr_axis.lines
-    np.testing.assert_allclose(rates.get_ydata(), [0.05, 0.045, 0.0405])
-    assert lr_axis.get_yscale() == "log"
-    assert "no learning rate: adadelta" in lr_axis.get_title(loc="right")
-
-
-def test_lr_panel_of_adadelta_alone_says_so(metrics):
-    figure_spec = spec("accuracy_lr", ["adadelta"])
-    figure = figures.draw(figure_spec, figures.plot_data(figure_spec, metrics))
-    assert len(figure.axes[1].lines) == 0 and "adadelta" in figure.axes[1].get_title(loc="right")
-
-
-def test_stages_figure_marks_the_boundary_between_stages(metrics):
-    figure_spec = spec("stages", ["stage1", "stage2"], [{"label": "published (stage 2)", "accuracy": 75.68}])
-    figure = figures.draw(figure_spec, figures.plot_data(figure_spec, metrics))
+def test_two_seeds_draw_their_mean_with_a_band(runs):
+    figure_spec = spec("accuracy", ["sgd"])
+    seed = figures.plot_data(figure_spec, runs)
+    other_seed = seed.assign(accuracy_percent=seed["accuracy_percent"] + 4)
+    figure = figures.draw(figure_spec, pd.concat([seed, other_seed], ignore_index=True))
     (axis,) = figure.axes
-    boundaries = [line.get_xdata()[0] for line in axis.lines if list(line.get_ydata()) == [0, 1]]
-    assert boundaries == [4.5]
-    assert any("stage2" in text.get_text() for text in axis.texts)
-    validation = next(line for line in axis.lines if line.get_label() == "validation")
-    assert list(validation.get_xdata()) == [1, 2, 3, 4, 5, 6]
+    validation = [c for c in curves(axis) if c[3] == "--"]
+    assert len(curves(axis)) == 2 and len(validation) == 1
+    np.testing.assert_allclose(validation[0][1], [27, 47, 57])  # (25 + 29) / 2, ...
+    assert len(bands(axis)) == 2  # one per split
+    band_top = max(vertex[1] for band in bands(axis) for path in band.get_paths() for vertex in path.vertices)
+    assert band_top == pytest.approx(max(other_seed["accuracy_percent"]) - 2 + np.sqrt(8))  # mean + sd
+
+
+def test_accuracy_lr_figure_leaves_adadelta_out_of_the_lr_panel(runs):
+    figure = drawn(spec("accuracy_lr", ["steplr", "adadelta"]), runs)
+    accuracy_axis, lr_axis = figure.axes
+    assert len(curves(accuracy_axis)) == 4  # 2 experiments x 2 splits
+    (rates,) = curves(lr_axis)
+    np.testing.assert_allclose(rates[1], [0.05, 0.045, 0.0405])
+    steplr_colour = next(c[2] for c in curves(accuracy_axis) if np.allclose(c[1], [30, 50, 62]))
+    assert rates[2] == steplr_colour
+    assert lr_axis.get_yscale() == "log"
+    assert lr_axis.get_title(loc="right") == "no learning rate: adadelta"
+    assert lr_axis.get_ylabel() == "learning rate" and accuracy_axis.get_ylabel() == "accuracy (%)"
+
+
+def test_lr_panel_of_adadelta_alone_says_so(runs):
+    figure = drawn(spec("accuracy_lr", ["adadelta"]), runs)
+    lr_axis = figure.axes[1]
+    assert curves(lr_axis) == [] and lr_axis.get_title(loc="right") == "no learning rate: adadelta"
+
+
+def test_stages_figure_marks_the_boundary_between_stages(runs):
+    figure_spec = spec("stages", ["stage1", "stage2"], [{"label": "published (stage 2)", "accuracy": 75.68}])
+    figure = drawn(figure_spec, runs)
+    (axis,) = figure.axes
+    assert vertical_lines_at(axis) == [4.5]
+    (label,) = axis.texts
+    assert label.get_text() == "stage 2: stage2"
+    assert label.get_position() == (4.5, 1.01)  # at the boundary, just above the frame
+    stage_curves = curves(axis)
+    assert [c[0] for c in stage_curves] == [[1, 2, 3, 4, 5, 6]] * 2  # one continuous curve per split
+    np.testing.assert_allclose(stage_curves[1][1], [8, 18, 27, 35, 40, 41])
     assert horizontal_lines_at(axis) == [75.68]
     assert "published (stage 2): 75.68 %" in legend_texts(figure)
 
 
-def test_throughput_figure_bars_are_the_means(metrics):
-    figure_spec = spec("throughput", ["sgd", "adadelta"])
-    figure = figures.draw(figure_spec, figures.plot_data(figure_spec, metrics))
+def test_throughput_figure_bars_are_the_means_first_on_top(runs):
+    figure = drawn(spec("throughput", ["sgd", "adadelta"]), runs)
     (axis,) = figure.axes
-    assert [bar.get_width() for bar in axis.patches] == [1050.0, 755.0]
+    figure.draw_without_rendering()
+    sgd, adadelta = axis.patches
+    assert (sgd.get_width(), adadelta.get_width()) == (1050.0, 755.0)
+    assert sgd.get_window_extent().y0 > adadelta.get_window_extent().y0
     assert [label.get_text() for label in axis.get_yticklabels()] == ["sgd", "adadelta"]
+    assert [text.get_text() for text in axis.texts] == ["1050", "755"]
     assert figure.get_suptitle() == "a throughput figure"
 
 
-# ---------------------------------------------------------------- command line
+@pytest.mark.parametrize("kind", ["accuracy", "accuracy_lr", "stages"])
+def test_legend_and_texts_cover_neither_title_nor_panels(runs, kind):
+    experiments = {"accuracy": ["sgd", "steplr"], "accuracy_lr": ["steplr", "adadelta"]}
+    references = [{"label": "a long published reference label", "accuracy": 60.0}]
+    figure = drawn(spec(kind, experiments.get(kind, ["stage1", "stage2"]), references), runs)
+    figure.draw_without_rendering()  # runs the layout
+    renderer = figure.canvas.get_renderer()
+    (legend,) = [axis.get_legend() for axis in figure.axes if axis.get_legend()]
+    (title,) = [text for text in figure.texts if text.get_text() == figure.get_suptitle()]
+    texts = [legend, title, *(text for axis in figure.axes for text in axis.texts)]
+    boxes = [artist.get_window_extent(renderer) for artist in texts]
+    panels = [axis.get_window_extent(renderer) for axis in figure.axes]
+    for i, box in enumerate(boxes):
+        assert figure.bbox.contains(box.x0, box.y0) and figure.bbox.contains(box.x1, box.y1)
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :] + panels)
 
 
-def cli_arguments(figure_spec, metric_files, outputs, log):
-    return ["--spec-json", json.dumps(figure_spec),
-            "--metrics", *[f"{name}={path}" for name, path in metric_files.items()],
-            *[argument for output in outputs for argument in ("--output", str(output))], "--log", str(log)]
+# ---------------------------------------------------------------- save_figure
 
 
-def test_command_line_writes_png_and_svg(tmp_path, metric_files):
-    figure_spec = spec("accuracy", ["sgd", "adadelta"], [{"label": "published", "accuracy": 80.0}])
+def test_save_figure_writes_png_and_svg_and_closes_the_figure(tmp_path, runs):
+    figure = drawn(spec("accuracy", ["sgd", "adadelta"], [{"label": "published", "accuracy": 80.0}]), runs)
     png, svg = tmp_path / "figures" / "acc.png", tmp_path / "figures" / "acc.svg"
-    chosen = {name: metric_files[name] for name in figure_spec["experiments"]}
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "figures.py"),
-                             *cli_arguments(figure_spec, chosen, [png, svg], tmp_path / "figure.log")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    figures.save_figure(figure, [str(png), str(svg)])
     assert png.read_bytes().startswith(PNG_SIGNATURE) and png.stat().st_size > 20_000
-    root = ElementTree.parse(svg).getroot()
-    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert ElementTree.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     assert "a accuracy figure" in svg.read_text()  # svg.fonttype "path" keeps the text in a comment
-    assert sorted(p.name for p in png.parent.iterdir()) == ["acc.png", "acc.svg"]  # no partial files
+    assert sorted(path.name for path in png.parent.iterdir()) == ["acc.png", "acc.svg"]
+    assert not plt.fignum_exists(figure.number)
 
 
-@pytest.mark.parametrize("experiments, given, complaint", [
-    (["sgd", "adadelta"], ["sgd"], "no metrics given for experiment(s) adadelta"),
-    (["sgd"], ["sgd", "adadelta"], "--metrics: experiment(s) adadelta are not in figure"),
-])
-def test_command_line_names_a_missing_or_extra_experiment(tmp_path, metric_files, experiments, given, complaint):
-    output, log = tmp_path / "out.png", tmp_path / "figure.log"
-    arguments = cli_arguments(spec("accuracy", experiments), {name: metric_files[name] for name in given},
-                              [output], log)
-    assert figures.main(arguments) == 1
-    assert complaint in log.read_text()
-    assert not output.exists()
+def test_save_figure_refuses_an_unknown_suffix_writing_nothing(tmp_path, runs):
+    figure = drawn(spec("accuracy", ["sgd"]), runs)
+    folder = tmp_path / "figures"
+    with pytest.raises(InputError) as error:
+        figures.save_figure(figure, [str(folder / "acc.png"), str(folder / "acc.xyz")])
+    message = str(error.value)
+    assert message.startswith(f"{folder / 'acc.xyz'}: ") and "png" in message and "svg" in message
+    assert not folder.exists()
+    assert not plt.fignum_exists(figure.number)
 
 
-def test_command_line_names_the_file_missing_a_column(tmp_path, metric_files):
-    broken = tmp_path / "broken" / "metrics.csv"
-    broken.parent.mkdir()
-    broken.write_text(metric_files["sgd"].read_text().replace("val_accuracy", "val_acc"))
-    output, log = tmp_path / "out.png", tmp_path / "figure.log"
-    assert figures.main(cli_arguments(spec("accuracy", ["sgd"]), {"sgd": broken}, [output], log)) == 1
-    assert f"{broken}: missing column(s) val_accuracy" in log.read_text()
-    assert not output.exists()
-
-
-def test_command_line_refuses_an_unknown_figure_format(tmp_path, metric_files):
-    log = tmp_path / "figure.log"
-    arguments = cli_arguments(spec("accuracy", ["sgd"]), {"sgd": metric_files["sgd"]}, [tmp_path / "out.xyz"], log)
-    assert figures.main(arguments) == 1
-    assert "--output" in log.read_text() and "out.xyz" in log.read_text()
+# matplotlib's mathtext parser calls pyparsing APIs that pyparsing 3.3 deprecates; not ours to fix
+@pytest.mark.filterwarnings("ignore:.*is deprecated, use:DeprecationWarning")
+def test_save_figure_leaves_no_partial_file_when_drawing_fails(tmp_path, runs):
+    figure = drawn(spec("accuracy", ["sgd"]), runs)
+    figure.suptitle(r"$\notacommand$")  # mathtext that fails only while the figure is drawn
+    svg = tmp_path / "figures" / "acc.svg"  # the SVG writer opens its file before drawing into it
+    with pytest.raises(ValueError, match="notacommand"):
+        figures.save_figure(figure, [str(svg)])
+    assert list(svg.parent.iterdir()) == []
+    assert not plt.fignum_exists(figure.number)

@@ -4,9 +4,9 @@ written once, in the config schema, and the code's dispatch tables agreeing with
 import re
 
 import yaml
+from conftest import REPO
 
 from cifar_repro import networks
-from conftest import REPO
 
 RULE = re.compile(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", re.MULTILINE)
 
@@ -26,7 +26,9 @@ def test_every_rule_but_all_runs_the_script_named_after_it():
     assert scripts.pop("all") is None
     assert {rule: script for rule, script in scripts.items() if script != f"../../scripts/{rule}.py"} == {}
     rule_scripts = {path.stem for path in (REPO / "scripts").glob("*.py")}
-    assert rule_scripts == set(scripts), "a script in scripts/ that no rule runs, or a rule without its script"
+    assert rule_scripts == set(scripts), (
+        "a script in scripts/ that no rule runs, or a rule without its script"
+    )
 
 
 def test_no_rule_runs_python_through_the_shell():

@@ -11,7 +11,7 @@ def test_crop_mean_is_the_mean_over_every_window():
     expected = np.zeros((3, 5, 3))
     offsets = [(top, left) for top in range(4) for left in range(5)]
     for top, left in offsets:
-        expected += full[:, top:top + 5, left:left + 3]
+        expected += full[:, top : top + 5, left : left + 3]
     np.testing.assert_allclose(crop_mean(full, 5, 3), expected / len(offsets))
 
 

@@ -16,12 +16,15 @@ def output_shape(symbol, size):
 
 def argument_shapes(symbol, size=224):
     shapes, _, _ = symbol.infer_shape(data=(1, 3, size, size))
-    return dict(zip(symbol.list_arguments(), shapes))
+    return dict(zip(symbol.list_arguments(), shapes, strict=True))
 
 
 def parameter_count(symbol, size=224):
-    return sum(int(np.prod(shape)) for name, shape in argument_shapes(symbol, size).items()
-               if name not in ("data", "softmax_label"))
+    return sum(
+        int(np.prod(shape))
+        for name, shape in argument_shapes(symbol, size).items()
+        if name not in ("data", "softmax_label")
+    )
 
 
 def nodes(symbol):
@@ -52,11 +55,23 @@ def test_resnext_parameter_count_matches_32x4d(num_layers, low, high):
 
 def test_resnext_uses_model_zoo_names(resnext101):
     arguments = set(resnext101.list_arguments())
-    for name in ["data", "bn_data_gamma", "bn_data_beta", "conv0_weight", "bn0_gamma",
-                 "stage1_unit1_conv1_weight", "stage1_unit1_bn1_beta", "stage1_unit1_sc_weight",
-                 "stage1_unit1_sc_bn_gamma", "stage2_unit4_conv3_weight",
-                 "stage3_unit23_conv2_weight", "stage4_unit3_bn3_gamma", "fc1_weight", "fc1_bias",
-                 "softmax_label"]:
+    for name in [
+        "data",
+        "bn_data_gamma",
+        "bn_data_beta",
+        "conv0_weight",
+        "bn0_gamma",
+        "stage1_unit1_conv1_weight",
+        "stage1_unit1_bn1_beta",
+        "stage1_unit1_sc_weight",
+        "stage1_unit1_sc_bn_gamma",
+        "stage2_unit4_conv3_weight",
+        "stage3_unit23_conv2_weight",
+        "stage4_unit3_bn3_gamma",
+        "fc1_weight",
+        "fc1_bias",
+        "softmax_label",
+    ]:
         assert name in arguments, name
     assert "stage3_unit24_conv1_weight" not in arguments
     auxiliary = set(resnext101.list_auxiliary_states())
@@ -144,11 +159,14 @@ def test_inception_rrelu_has_notebook_channels():
     assert "max_pool_5b_pool_output" in internals.list_outputs()
 
 
-@pytest.mark.parametrize("name, options, builder, arguments", [
-    ("resnext", {"num_layers": 50}, networks.resnext, (10, 50)),
-    ("resnet", {"num_layers": 20}, networks.resnet_cifar, (10, 20)),
-    ("inception_rrelu", {}, networks.inception_rrelu, (10,)),
-])
+@pytest.mark.parametrize(
+    "name, options, builder, arguments",
+    [
+        ("resnext", {"num_layers": 50}, networks.resnext, (10, 50)),
+        ("resnet", {"num_layers": 20}, networks.resnet_cifar, (10, 20)),
+        ("inception_rrelu", {}, networks.inception_rrelu, (10,)),
+    ],
+)
 def test_build_dispatches_by_name(name, options, builder, arguments):
     assert networks.build(name, 10, **options).tojson() == builder(*arguments).tojson()
 
@@ -166,8 +184,7 @@ def pretrained_resnet():
     module.bind(data_shapes=[("data", (2, 3, 32, 32))], label_shapes=[("softmax_label", (2,))])
     module.init_params(mx.init.Xavier())
     arg_params, aux_params = module.get_params()
-    aux_params = {name: mx.nd.random.uniform(0.5, 1.5, value.shape)
-                  for name, value in aux_params.items()}
+    aux_params = {name: mx.nd.random.uniform(0.5, 1.5, value.shape) for name, value in aux_params.items()}
     return symbol, arg_params, aux_params
 
 
@@ -189,10 +206,10 @@ def test_fine_tuned_network_runs_with_pretrained_params(pretrained_resnet):
     symbol, arg_params, aux_params = pretrained_resnet
     new_symbol, kept = networks.fine_tune(symbol, arg_params, 7)
     module = mx.mod.Module(new_symbol, context=mx.cpu())
-    module.bind(data_shapes=[("data", (2, 3, 32, 32))], label_shapes=[("softmax_label", (2,))],
-                for_training=False)
-    module.init_params(mx.init.Xavier(), arg_params=kept, aux_params=aux_params,
-                       allow_missing=True)
+    module.bind(
+        data_shapes=[("data", (2, 3, 32, 32))], label_shapes=[("softmax_label", (2,))], for_training=False
+    )
+    module.init_params(mx.init.Xavier(), arg_params=kept, aux_params=aux_params, allow_missing=True)
 
     module.forward(mx.io.DataBatch([mx.nd.random.uniform(shape=(2, 3, 32, 32))]), is_train=False)
     probabilities = module.get_outputs()[0].asnumpy()
@@ -208,12 +225,15 @@ def test_fine_tuned_network_runs_with_pretrained_params(pretrained_resnet):
 
 def classifier_named_fc():
     """A tiny pretrained network whose classifier is called `fc`, like the CIFAR-100 notebook's."""
-    features = mx.sym.Flatten(mx.sym.Convolution(mx.sym.Variable("data"), num_filter=4,
-                                                 kernel=(3, 3), name="conv"), name="flatten0")
-    symbol = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(features, num_hidden=100, name="fc"),
-                                  name="softmax")
-    arg_params = {name: mx.nd.ones(shape) for name, shape in argument_shapes(symbol, 5).items()
-                  if name not in ("data", "softmax_label")}
+    features = mx.sym.Flatten(
+        mx.sym.Convolution(mx.sym.Variable("data"), num_filter=4, kernel=(3, 3), name="conv"), name="flatten0"
+    )
+    symbol = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(features, num_hidden=100, name="fc"), name="softmax")
+    arg_params = {
+        name: mx.nd.ones(shape)
+        for name, shape in argument_shapes(symbol, 5).items()
+        if name not in ("data", "softmax_label")
+    }
     return symbol, arg_params
 
 

@@ -22,4 +22,6 @@ def test_library_dirs_are_the_nvidia_package_lib_folders(tmp_path):
     for package in ("cudnn", "cublas"):
         (tmp_path / "nvidia" / package / "lib").mkdir(parents=True)
     (tmp_path / "nvidia" / "__init__.py").write_text("")
-    assert wire.cuda_library_dirs(tmp_path) == [str(tmp_path / "nvidia" / p / "lib") for p in ("cublas", "cudnn")]
+    assert wire.cuda_library_dirs(tmp_path) == [
+        str(tmp_path / "nvidia" / p / "lib") for p in ("cublas", "cudnn")
+    ]

@@ -8,17 +8,27 @@ import re
 
 import pandas as pd
 import pytest
+from test_figures import write_run
 
 from cifar_repro import tables
 from cifar_repro.errors import InputError
 from cifar_repro.metrics import load_metrics
-from test_figures import write_metrics
 
 SGD_CONFIG = {
-    "dataset": "cifar10", "network": "resnext", "num_layers": 101, "data_shape": [3, 28, 28], "batch_size": 128,
-    "num_epochs": 3, "optimizer": "sgd", "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "lr_schedule": {"type": "fixed"}, "init": {"type": "scratch", "layer": "flatten0", "freeze": []}, "gpus": 4,
-    "augment": {"rand_crop": True, "rand_mirror": True}, "mean_image": False, "seed": 0,
+    "dataset": "cifar10",
+    "network": "resnext",
+    "num_layers": 101,
+    "data_shape": [3, 28, 28],
+    "batch_size": 128,
+    "num_epochs": 3,
+    "optimizer": "sgd",
+    "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
+    "lr_schedule": {"type": "fixed"},
+    "init": {"type": "scratch", "layer": "flatten0", "freeze": []},
+    "gpus": 4,
+    "augment": {"rand_crop": True, "rand_mirror": True},
+    "mean_image": False,
+    "seed": 0,
 }
 
 
@@ -31,11 +41,20 @@ def adadelta_config():
 
 def run_record(name, config, wall_seconds=7200.0, description="4 GPUs: gpu(0), gpu(1), gpu(2), gpu(3)"):
     """A run.json as train.py writes it (the fields the summary does not read, too)."""
-    return {"experiment": name, "config": config, "num_classes": 100 if config["dataset"] == "cifar100" else 10,
-            "devices": {"description": description, "contexts": ["gpu(0)"], "gpu_ids": [0]},
-            "initialised_from": "Xavier", "resumed_after_epoch": 0, "wall_seconds": wall_seconds,
-            "training_seconds": wall_seconds - 60, "final": None, "versions": {"python": "3.11.7"},
-            "git_revision": "unknown", "host": "test"}
+    return {
+        "experiment": name,
+        "config": config,
+        "num_classes": 100 if config["dataset"] == "cifar100" else 10,
+        "devices": {"description": description, "contexts": ["gpu(0)"], "gpu_ids": [0]},
+        "initialised_from": "Xavier",
+        "resumed_after_epoch": 0,
+        "wall_seconds": wall_seconds,
+        "training_seconds": wall_seconds - 60,
+        "final": None,
+        "versions": {"python": "3.11.7"},
+        "git_revision": "unknown",
+        "host": "test",
+    }
 
 
 @pytest.fixture
@@ -45,17 +64,39 @@ def experiment_files(tmp_path):
     del cifar100["num_layers"]
     experiments = {
         # the best epoch (2) is not the last
-        "sgd": (SGD_CONFIG, dict(train=[0.3, 0.6, 0.7], val=[0.25, 0.81, 0.8], lr=[0.05] * 3,
-                                 samples_per_second=[100.0, 200.0, 300.0])),
-        "adadelta": (adadelta_config(), dict(train=[0.2, 0.4, 0.5], val=[0.2, 0.35, 0.45], lr=[None] * 3,
-                                             samples_per_second=[90.0, 95.0, 97.0])),
-        "inception": (cifar100, dict(train=[0.1, 0.3], val=[0.1, 0.3], lr=[0.05] * 2,
-                                     samples_per_second=[50.0, 60.0], top5=True)),
+        "sgd": (
+            SGD_CONFIG,
+            dict(
+                train=[0.3, 0.6, 0.7],
+                val=[0.25, 0.81, 0.8],
+                lr=[0.05] * 3,
+                samples_per_second=[100.0, 200.0, 300.0],
+            ),
+        ),
+        "adadelta": (
+            adadelta_config(),
+            dict(
+                train=[0.2, 0.4, 0.5],
+                val=[0.2, 0.35, 0.45],
+                lr=[None] * 3,
+                samples_per_second=[90.0, 95.0, 97.0],
+            ),
+        ),
+        "inception": (
+            cifar100,
+            dict(
+                train=[0.1, 0.3],
+                val=[0.1, 0.3],
+                lr=[0.05] * 2,
+                samples_per_second=[50.0, 60.0],
+                num_classes=100,
+            ),
+        ),
     }
     files = {}
     for name, (config, metrics) in experiments.items():
         folder = tmp_path / "experiments" / name
-        metrics_path = write_metrics(folder / "metrics.csv", **metrics)
+        metrics_path = write_run(folder / "metrics.csv", **metrics)
         run_path = folder / "run.json"
         run_path.write_text(json.dumps(run_record(name, config)))
         files[name] = (run_path, metrics_path)
@@ -97,11 +138,20 @@ def test_difference_is_final_minus_published_in_points(inputs):
     assert table.loc["inception", "difference"] == pytest.approx(30.0 - 25.5)
 
 
-@pytest.mark.parametrize("change, complaint", [
-    (lambda runs, metrics, published: metrics.pop("adadelta"), "no metrics given for experiment(s) adadelta"),
-    (lambda runs, metrics, published: published.update(typo=70.0), "no run given for experiment(s) typo"),
-    (lambda runs, metrics, published: published.update(sgd="80"), "published accuracy of sgd is not a number"),
-])
+@pytest.mark.parametrize(
+    "change, complaint",
+    [
+        (
+            lambda runs, metrics, published: metrics.pop("adadelta"),
+            "no metrics given for experiment(s) adadelta",
+        ),
+        (lambda runs, metrics, published: published.update(typo=70.0), "no run given for experiment(s) typo"),
+        (
+            lambda runs, metrics, published: published.update(sgd="80"),
+            "published accuracy of sgd is not a number",
+        ),
+    ],
+)
 def test_unmatched_inputs_are_named(inputs, change, complaint):
     runs, metrics = inputs
     published = {}
@@ -126,8 +176,13 @@ def test_params_diff_lists_exactly_the_differing_keys():
 
 def test_a_key_missing_in_one_experiment_is_a_difference_shown_empty():
     diff = tables.params_diff({"sgd": SGD_CONFIG, "adadelta": adadelta_config()}).set_index("parameter")
-    assert list(diff.index) == ["optimizer", "optimizer_params.learning_rate", "optimizer_params.momentum",
-                                "optimizer_params.rho", "optimizer_params.epsilon"]  # wd is the same
+    assert list(diff.index) == [
+        "optimizer",
+        "optimizer_params.learning_rate",
+        "optimizer_params.momentum",
+        "optimizer_params.rho",
+        "optimizer_params.epsilon",
+    ]  # wd is the same
     assert diff.loc["optimizer_params.learning_rate"].to_dict() == {"sgd": "0.05", "adadelta": ""}
     assert diff.loc["optimizer_params.rho"].to_dict() == {"sgd": "", "adadelta": "0.9"}
 
@@ -192,9 +247,12 @@ def build(experiment_files, tmp_path, published, groups):
         metrics_paths={name: str(metrics) for name, (_, metrics) in experiment_files.items()},
         published=published,
         groups=groups,
-        outputs={key: str(out / name) for key, name in [("summary_csv", "summary.csv"), ("summary_md", "summary.md"),
-                                                        ("params_csv", "params.csv"), ("params_md", "params.md")]},
-    )  # fmt: skip
+        outputs={
+            f"{table}_{extension}": str(out / f"{table}.{extension}")
+            for table in ("summary", "params")
+            for extension in ("csv", "md")
+        },
+    )
 
 
 def test_the_four_tables_are_written(experiment_files, tmp_path):

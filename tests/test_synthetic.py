@@ -7,16 +7,17 @@ import tarfile
 
 import numpy as np
 import yaml
+from conftest import REPO
 
 from cifar_repro import synthetic
-from conftest import REPO
 
 
 def test_demo_archives_match_the_md5_pinned_in_demo_config(tmp_path):
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     for dataset, options in demo["synthetic_archives"].items():
-        members = synthetic.archive_members(dataset, options["train_per_class"], options["test_per_class"],
-                                                  options["seed"], options["noise"])
+        members = synthetic.archive_members(
+            dataset, options["train_per_class"], options["test_per_class"], options["seed"], options["noise"]
+        )
         md5 = synthetic.write_archive(tmp_path / f"{dataset}.tar.gz", members)
         assert md5 == demo["datasets"][dataset]["md5"], f"regenerate {dataset} and update config/demo.yaml"
 

@@ -4,6 +4,7 @@ optimizers, data parallelism, fine-tuning, exact resume after SIGKILL, GPU lease
 import copy
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -16,17 +17,24 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
+from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
 
 from cifar_repro import checkpoints, layout, models, networks, training
 from cifar_repro.errors import InputError
-from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
 BASE = {
-    "dataset": "cifar10", "network": "resnet", "num_layers": 8, "data_shape": [3, 28, 28],
-    "batch_size": 20, "num_epochs": 3, "optimizer": "sgd",
+    "dataset": "cifar10",
+    "network": "resnet",
+    "num_layers": 8,
+    "data_shape": [3, 28, 28],
+    "batch_size": 20,
+    "num_epochs": 3,
+    "optimizer": "sgd",
     "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "augment": {"rand_crop": True, "rand_mirror": True}, "seed": 3, "disp_batches": 5,
+    "augment": {"rand_crop": True, "rand_mirror": True},
+    "seed": 3,
+    "disp_batches": 5,
 }
 TIMING_COLUMNS = {"seconds", "samples_per_second"}
 
@@ -58,10 +66,14 @@ def pretrained(archives, http_base_url):
     arg, aux = module.get_params()
     symbol.save(str(folder / "tiny-symbol.json"))
     checkpoints.save_params(folder / "tiny-0000.params", arg, aux)
-    md5 = {name: hashlib.md5((folder / name).read_bytes()).hexdigest()
-           for name in ("tiny-symbol.json", "tiny-0000.params")}
-    entry = {"symbol": {"url": f"{http_base_url}/tiny-symbol.json", "md5": md5["tiny-symbol.json"]},
-             "params": {"url": f"{http_base_url}/tiny-0000.params", "md5": md5["tiny-0000.params"]}}
+    md5 = {
+        name: hashlib.md5((folder / name).read_bytes()).hexdigest()
+        for name in ("tiny-symbol.json", "tiny-0000.params")
+    }
+    entry = {
+        "symbol": {"url": f"{http_base_url}/tiny-symbol.json", "md5": md5["tiny-symbol.json"]},
+        "params": {"url": f"{http_base_url}/tiny-0000.params", "md5": md5["tiny-0000.params"]},
+    }
     return entry, arg, aux
 
 
@@ -69,8 +81,12 @@ def pretrained(archives, http_base_url):
 def workdir(tmp_path_factory, pretrained):
     """One workdir with every experiment of this module configured (the data chain runs once)."""
     folder = tmp_path_factory.mktemp("training")
-    config = synthetic_config(SIZES, gpu_lock_dir=str(folder / "locks"), pretrained_models={"tiny": pretrained[0]},
-                              experiments=EXPERIMENTS)
+    config = synthetic_config(
+        SIZES,
+        gpu_lock_dir=str(folder / "locks"),
+        pretrained_models={"tiny": pretrained[0]},
+        experiments=EXPERIMENTS,
+    )
     (folder / "config").mkdir()
     (folder / "config" / "config.yaml").write_text(json.dumps(config))
     return folder
@@ -78,12 +94,19 @@ def workdir(tmp_path_factory, pretrained):
 
 EXPERIMENTS = {
     "learn": experiment(),
-    "steps": experiment(lr_schedule={"type": "factor", "factor": 0.5, "step_epochs": 1},
-                        optimizer_params={"learning_rate": 0.1, "momentum": 0.9}),
-    "adadelta": experiment(optimizer="adadelta", optimizer_params={"rho": 0.9, "epsilon": 1e-5}, num_epochs=2),
+    "steps": experiment(
+        lr_schedule={"type": "factor", "factor": 0.5, "step_epochs": 1},
+        optimizer_params={"learning_rate": 0.1, "momentum": 0.9},
+    ),
+    "adadelta": experiment(
+        optimizer="adadelta", optimizer_params={"rho": 0.9, "epsilon": 1e-5}, num_epochs=2
+    ),
     "parallel": experiment(gpus=2, num_epochs=1),
-    "finetune": experiment(init={"type": "pretrained", "model": "tiny"}, num_epochs=1,
-                           optimizer_params={"learning_rate": 0.05, "momentum": 0.0, "wd": 0.0}),
+    "finetune": experiment(
+        init={"type": "pretrained", "model": "tiny"},
+        num_epochs=1,
+        optimizer_params={"learning_rate": 0.05, "momentum": 0.0, "wd": 0.0},
+    ),
     "diverge": experiment(optimizer_params={"learning_rate": 1e12, "momentum": 0.9}),
     "uninterrupted": experiment(gpus=2, batch_size=10, num_epochs=4, disp_batches=1),
 }
@@ -105,20 +128,32 @@ def test_learns_and_writes_every_output(workdir):
     folder = outputs(workdir, "learn")
     rows = read_metrics(folder / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == ["epoch", "lr", "train_accuracy", "train_cross_entropy", "val_accuracy",
-                             "val_cross_entropy", "seconds", "samples_per_second"]
+    assert list(rows[0]) == [
+        "epoch",
+        "lr",
+        "train_accuracy",
+        "train_cross_entropy",
+        "val_accuracy",
+        "val_cross_entropy",
+        "seconds",
+        "samples_per_second",
+    ]
     assert float(rows[-1]["val_accuracy"]) > 0.3  # chance is 0.1
     assert float(rows[-1]["train_cross_entropy"]) < float(rows[0]["train_cross_entropy"])
     symbol, arg, aux = mx.model.load_checkpoint(str(folder / "model"), 3)  # the numbered link
     assert symbol.infer_shape(data=(1, 3, 28, 28))[1][0] == (1, 10)
     final_arg, _ = checkpoints.load_params(folder / "model-final.params")
-    assert set(arg) == set(final_arg) and all(np.array_equal(arg[k].asnumpy(), final_arg[k].asnumpy()) for k in arg)
+    assert set(arg) == set(final_arg) and all(
+        np.array_equal(arg[k].asnumpy(), final_arg[k].asnumpy()) for k in arg
+    )
     run = json.loads((folder / "run.json").read_text())
     assert run["config"] == json.loads(json.dumps(run["config"])) and run["config"]["num_epochs"] == 3
     assert run["versions"]["mxnet"] == "1.9.1" and run["git_revision"]
     assert run["devices"]["contexts"] == ["cpu(0)"] and run["wall_seconds"] > 0
     log = (folder / "train.log").read_text()  # MXNet's formats, epochs counted from 0 as MXNet does
-    assert re.search(r"Epoch\[0\] Batch \[5\]\tSpeed: [\d.]+ samples/sec\taccuracy=[\d.]+\tcross-entropy=", log)
+    assert re.search(
+        r"Epoch\[0\] Batch \[5\]\tSpeed: [\d.]+ samples/sec\taccuracy=[\d.]+\tcross-entropy=", log
+    )
     assert "Epoch[2] Time cost=" in log and "Update[0]: Change learning rate to 5.00000e-02" in log
     assert (workdir / "results" / "checkpoints" / "learn" / "progress.json").exists()
 
@@ -141,7 +176,12 @@ def test_mxnet_parse_log_reads_the_training_log_as_metrics_csv(workdir):
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
     assert parsed[0].split("\t") == [
-        "epoch", "train-accuracy", "train-cross-entropy", "val-accuracy", "val-cross-entropy", "time"
+        "epoch",
+        "train-accuracy",
+        "train-cross-entropy",
+        "val-accuracy",
+        "val-cross-entropy",
+        "time",
     ]
     for line, row in zip(parsed[1:], read_metrics(folder / "metrics.csv"), strict=True):
         epoch, *values, seconds = line.split("\t")
@@ -177,7 +217,9 @@ def test_two_devices_train_data_parallel_on_leased_ids(workdir):
 def test_fine_tuning_keeps_pretrained_parameters_and_replaces_fc(workdir, pretrained):
     _, pretrained_arg, pretrained_aux = pretrained
     build(workdir, "results/experiments/finetune/metrics.csv")
-    start_arg, start_aux = checkpoints.load_params(workdir / "results" / "checkpoints" / "finetune" / "model-0000.params")
+    start_arg, start_aux = checkpoints.load_params(
+        workdir / "results" / "checkpoints" / "finetune" / "model-0000.params"
+    )
     kept = set(pretrained_arg) - {"fc1_weight", "fc1_bias"}
     assert set(start_arg) == kept | {"fc_weight", "fc_bias"}
     for name in kept:
@@ -193,8 +235,9 @@ def test_fine_tuning_keeps_pretrained_parameters_and_replaces_fc(workdir, pretra
 def test_a_diverging_run_stops_with_epoch_batch_and_learning_rate(workdir):
     result = run_snakemake(workdir, "results/experiments/diverge/metrics.csv")
     assert result.returncode != 0
-    assert re.search(r"loss is (nan|inf) at epoch 1, batch \d+, learning rate 1e\+12: training diverged",
-                     result.stderr)
+    assert re.search(
+        r"loss is (nan|inf) at epoch 1, batch \d+, learning rate 1e\+12: training diverged", result.stderr
+    )
     assert not (outputs(workdir, "diverge") / "metrics.csv").exists()
     log = (outputs(workdir, "diverge") / "train.log").read_text().splitlines()
     assert re.search(r"ERROR train failed: loss is (nan|inf) at epoch 1, batch \d+", log[-1])
@@ -210,28 +253,48 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(json.dumps(config))
     target = "results/experiments/interrupted/metrics.csv"
     log = outputs(tmp_path, "interrupted") / "train.log"
-    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
-               "--cores", "2", target]
+    command = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        target,
+    ]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    running = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, cwd=tmp_path)
+    running = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
     deadline = time.time() + 300
     while not (log.exists() and "Epoch[1] Batch [3]" in log.read_text()):
         assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"
         time.sleep(0.02)
     os.killpg(running.pid, signal.SIGKILL)  # snakemake and the training job, mid-epoch
     running.wait()
-    progress = json.loads((tmp_path / "results" / "checkpoints" / "interrupted" / "progress.json").read_text())
+    progress = json.loads(
+        (tmp_path / "results" / "checkpoints" / "interrupted" / "progress.json").read_text()
+    )
     assert progress["epoch"] == 1, "the kill was meant to land in epoch 2"
     assert not (outputs(tmp_path, "interrupted") / "metrics.csv").exists()
 
     assert run_snakemake(tmp_path, "--unlock").returncode == 0
     build(tmp_path, target)
     assert "resuming interrupted after epoch 1" in log.read_text()
-    resumed, reference = (read_metrics(outputs(d, n) / "metrics.csv")
-                          for d, n in ((tmp_path, "interrupted"), (workdir, "uninterrupted")))
+    resumed, reference = (
+        read_metrics(outputs(d, n) / "metrics.csv")
+        for d, n in ((tmp_path, "interrupted"), (workdir, "uninterrupted"))
+    )
     assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4"]
-    assert without_timing(resumed) == without_timing(reference), f"resumed:\n{resumed}\nreference:\n{reference}"
+    assert without_timing(resumed) == without_timing(reference), (
+        f"resumed:\n{resumed}\nreference:\n{reference}"
+    )
     resumed_arg, _ = checkpoints.load_params(outputs(tmp_path, "interrupted") / "model-final.params")
     reference_arg, _ = checkpoints.load_params(outputs(workdir, "uninterrupted") / "model-final.params")
     for name, value in reference_arg.items():
@@ -241,19 +304,27 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
 @pytest.mark.workflow
 def test_concurrent_jobs_never_share_a_gpu_id(tmp_path):
     names = ["first", "second", "third"]
-    config = synthetic_config(SIZES, gpu_ids=[5], gpu_lock_dir=str(tmp_path / "locks"),
-                              experiments={n: experiment(num_epochs=1, seed=i) for i, n in enumerate(names)})
-    result = run_snakemake(tmp_path, "--cores", "6", *[f"results/experiments/{n}/run.json" for n in names],
-                           config=config)
+    config = synthetic_config(
+        SIZES,
+        gpu_ids=[5],
+        gpu_lock_dir=str(tmp_path / "locks"),
+        experiments={n: experiment(num_epochs=1, seed=i) for i, n in enumerate(names)},
+    )
+    result = run_snakemake(
+        tmp_path, "--cores", "6", *[f"results/experiments/{n}/run.json" for n in names], config=config
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     spans = []
     for name in names:
         assert json.loads((outputs(tmp_path, name) / "run.json").read_text())["devices"]["gpu_ids"] == [5]
-        stamps = [line[:23] for line in (outputs(tmp_path, name) / "train.log").read_text().splitlines()
-                  if "Epoch[0] Batch [" in line or "Epoch[0] Validation-accuracy" in line]
+        stamps = [
+            line[:23]
+            for line in (outputs(tmp_path, name) / "train.log").read_text().splitlines()
+            if "Epoch[0] Batch [" in line or "Epoch[0] Validation-accuracy" in line
+        ]
         spans.append((stamps[0], stamps[-1]))
     spans.sort()
-    assert all(earlier[1] < later[0] for earlier, later in zip(spans, spans[1:])), spans
+    assert all(earlier[1] < later[0] for earlier, later in itertools.pairwise(spans)), spans
 
 
 BAD_EXPERIMENTS = [
@@ -263,16 +334,23 @@ BAD_EXPERIMENTS = [
     ({"lr_schedule": {"type": "factor", "factor": 0.9}}, "'step_epochs' is a required property"),
     ({"optimizer": "lbfgs"}, "'lbfgs' is not one of"),
     ({"learning_rate": 0.1}, "Additional properties are not allowed ('learning_rate' was unexpected)"),
-    ({"init": {"type": "pretrained", "model": "nope"}}, "experiments.bad.init.model: 'nope' is not in pretrained_models"),
-    ({"init": {"type": "experiment", "experiment": "other"}}, "experiments.bad.init.experiment: 'other' trains on cifar100"),
+    (
+        {"init": {"type": "pretrained", "model": "nope"}},
+        "experiments.bad.init.model: 'nope' is not in pretrained_models",
+    ),
+    (
+        {"init": {"type": "experiment", "experiment": "other"}},
+        "experiments.bad.init.experiment: 'other' trains on cifar100",
+    ),
 ]
 
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("change, message", BAD_EXPERIMENTS)
 def test_bad_experiment_configs_fail_at_validation(tmp_path, change, message):
-    config = synthetic_config(SIZES, experiments={"bad": experiment(**change),
-                                                  "other": experiment(dataset="cifar100")})
+    config = synthetic_config(
+        SIZES, experiments={"bad": experiment(**change), "other": experiment(dataset="cifar100")}
+    )
     result = run_snakemake(tmp_path, "--dry-run", config=config)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
@@ -290,7 +368,9 @@ def test_learning_rate_schedules():
 def test_a_mean_image_of_another_shape_is_refused(tmp_path):
     mean = tmp_path / "mean_32x32.bin"
     mx.nd.save(str(mean), {"mean_img": mx.nd.zeros((3, 32, 32))})
-    with pytest.raises(InputError, match=r"mean image has shape \(3, 32, 32\), but data_shape is \(3, 28, 28\)"):
+    with pytest.raises(
+        InputError, match=r"mean image has shape \(3, 32, 32\), but data_shape is \(3, 28, 28\)"
+    ):
         models.check_mean_shape(str(mean), (3, 28, 28))
     models.check_mean_shape(str(mean), [3, 32, 32])
 

@@ -8,10 +8,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 import yaml
+from conftest import BIN, REPO, run_snakemake, scheduled_rules
 
 from cifar_repro import archive, mean, synthetic
-
-from conftest import BIN, REPO, run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.workflow
 
@@ -29,6 +28,11 @@ def demo(tmp_path_factory):
     result = run_snakemake(workdir, *DEMO_RUN, "all", "report")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
+
+
+def read_csv(path):
+    with open(path) as rows:
+        return list(csv.DictReader(rows))
 
 
 def set_demo_config(workdir, change):
@@ -61,13 +65,15 @@ def test_every_configured_figure_is_a_sensible_png_and_svg(demo):
 
 def test_summary_numbers_equal_the_metrics(demo):
     results = demo / "results" / "demo"
-    summary = {row["experiment"]: row for row in csv.DictReader(open(results / "tables" / "summary.csv"))}
+    summary = {row["experiment"]: row for row in read_csv(results / "tables" / "summary.csv")}
     published = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["published_accuracy"]
     for name, row in summary.items():
-        metrics = list(csv.DictReader(open(results / "experiments" / name / "metrics.csv")))
+        metrics = read_csv(results / "experiments" / name / "metrics.csv")
         final = 100 * float(metrics[-1]["val_accuracy"])
         assert float(row["final_val_accuracy"]) == pytest.approx(final)
-        assert float(row["best_val_accuracy"]) == pytest.approx(max(100 * float(m["val_accuracy"]) for m in metrics))
+        assert float(row["best_val_accuracy"]) == pytest.approx(
+            max(100 * float(m["val_accuracy"]) for m in metrics)
+        )
         if name in published:
             assert float(row["difference"]) == pytest.approx(final - published[name])
     assert "| lr_schedule.type | fixed | factor |" in (results / "tables" / "params_diff.md").read_text()
@@ -77,7 +83,13 @@ def test_report_holds_every_figure_table_and_caption(demo):
     report = (demo / "results" / "demo" / "report.html").read_text()
     for name, spec in yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["figures"].items():
         assert f"{name}.png" in report and spec["title"] in report, name
-    for needle in ("cifar10_samples.png", "summary.csv", "params_diff.csv", "CIFAR-100", "results vs published"):
+    for needle in (
+        "cifar10_samples.png",
+        "summary.csv",
+        "params_diff.csv",
+        "CIFAR-100",
+        "results vs published",
+    ):
         assert needle in report, needle
 
 
@@ -105,18 +117,28 @@ def test_dry_run_of_everything_plans_every_stage(tmp_path):
     result = run_snakemake(tmp_path, "--dry-run", config={})
     assert result.returncode == 0, result.stderr
     assert scheduled_rules(result.stdout) == {
-        "all": 1, "download_archive": 2, "unpack_arrays": 2, "export_images": 4, "pack_records": 4,
-        "mean_image": 4, "plot_samples": 2,
+        "all": 1,
+        "download_archive": 2,
+        "unpack_arrays": 2,
+        "export_images": 4,
+        "pack_records": 4,
+        "mean_image": 4,
+        "plot_samples": 2,
     }  # no experiments or figures configured: the data chain only
 
 
-@pytest.mark.parametrize("command", [
-    ["snakemake", "--lint"], ["snakefmt", "--check", "workflow"], ["ruff", "check", "."], ["ruff", "format", "--check", "."],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["snakemake", "--lint"],
+        ["snakefmt", "--check", "workflow"],
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+    ],
+)
 def test_workflow_style_checks_pass(command):
     result = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
 
 
 def test_a_rule_script_runs_alone_with_the_jobs_inputs_and_outputs(tmp_path):
@@ -132,10 +154,16 @@ def test_a_rule_script_runs_alone_with_the_jobs_inputs_and_outputs(tmp_path):
     target = "results/cifar10/mean_24x20.bin"
     result = subprocess.run(
         [str(BIN / "python"), "-m", "cifar_repro.standalone", target],
-        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "scripts"), "HOME": str(tmp_path)},
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO / "scripts"), "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(
         mx.nd.load(str(tmp_path / target))["mean_img"].asnumpy(), mean.mean_image(train["data"], 24, 20)
     )
-    assert "mean image (3, 24, 20)" in (tmp_path / "results" / "logs" / "mean_image" / "cifar10" / "24x20.log").read_text()
+    assert (
+        "mean image (3, 24, 20)"
+        in (tmp_path / "results" / "logs" / "mean_image" / "cifar10" / "24x20.log").read_text()
+    )

@@ -47,7 +47,9 @@ def script_job(target: str, configfiles: list[Path], replace_workflow_config: bo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("target", help="a file a rule makes, relative to the working directory")
     parser.add_argument("--configfile", type=Path, action="append", default=[])
     parser.add_argument("--replace-workflow-config", action="store_true")
