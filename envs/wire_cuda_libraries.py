@@ -22,7 +22,7 @@ def with_library_block(activate_text: str, library_dirs: list[str]) -> str:
     """activate's text without any earlier block, plus one exporting library_dirs."""
     lines = activate_text.splitlines()
     if BEGIN in lines:
-        lines = lines[: lines.index(BEGIN)] + lines[lines.index(END) + 1:]
+        lines = lines[: lines.index(BEGIN)] + lines[lines.index(END) + 1 :]
     joined = ":".join(library_dirs)
     block = [BEGIN, f'export LD_LIBRARY_PATH="{joined}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"', END]
     return "\n".join(lines + block) + "\n"
@@ -32,8 +32,10 @@ def main() -> int:
     activate = Path(sys.argv[1])
     library_dirs = cuda_library_dirs(Path(sysconfig.get_paths()["purelib"]))
     if not library_dirs:
-        print("error: no nvidia/*/lib folders in this environment; install envs/requirements-cu112.txt first",
-              file=sys.stderr)
+        print(
+            "error: no nvidia/*/lib folders in this environment; install envs/requirements-cu112.txt first",
+            file=sys.stderr,
+        )
         return 1
     activate.write_text(with_library_block(activate.read_text(), library_dirs))
     print(f"{activate}: LD_LIBRARY_PATH gets {len(library_dirs)} CUDA library folders")
