@@ -4,6 +4,7 @@
 #   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
 #   make test             the whole test suite, end-to-end workflow runs included (minutes)
 #   make test-fast        pure functions and config validation only, no snakemake runs (< 1 minute)
+#   make test-cluster     the demo through a throwaway local Slurm cluster (root; installs slurm-wlm)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
 #   make benchmark        training loop vs bare Module.fit on the demo data, and the data chain vs the
 #                         naive route on the real CIFAR-10 (needs ../shared/tools/cifar10_from_jpg.py)
@@ -23,11 +24,11 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup demo test test-fast lint benchmark report-screenshot clean-demo
+.PHONY: setup demo test test-fast test-cluster lint benchmark report-screenshot clean-demo
 
 setup: $(STAMP)
 
-$(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
+$(VENV)/.setup-%: envs/requirements-common.txt envs/requirements-slurm.txt $(REQUIREMENTS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { \
 	  echo "error: '$(PYTHON)' is not Python 3.11 (it is: $$($(PYTHON) --version 2>&1))."; \
 	  echo "  mxnet 1.9.1 needs numpy < 1.24, whose last wheels are for Python <= 3.11, and"; \
@@ -37,6 +38,7 @@ $(VENV)/.setup-%: envs/requirements-common.txt $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r envs/requirements-slurm.txt
 	$(if $(GPU),$(VENV)/bin/python envs/wire_cuda_libraries.py $(VENV)/bin/activate)
 	$(RUN) python -c 'import mxnet, cv2; print("mxnet", mxnet.__version__, "| opencv", cv2.__version__)' || { \
 	  echo "error: the new environment in $(VENV) cannot import mxnet (see above).$(if $(GPU), mxnet-$(GPU)\
@@ -51,6 +53,16 @@ test: $(READY)
 
 test-fast: $(READY)
 	$(RUN) python -m pytest -m "not workflow"
+
+# A throwaway local Slurm cluster (Debian's slurm-wlm and munge, four fake GPUs) runs the demo
+# through workflow/profiles/slurm; only the daemons it started are stopped afterwards.
+SLURM_DIR ?= /tmp/cifar-repro-slurm
+test-cluster: $(READY)
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "test-cluster: skipped: a local Slurm cluster needs root (apt-get, mknod, daemons)"; exit 0; fi; \
+	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
+	bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python -m pytest -m cluster tests/test_cluster.py
 
 lint: $(READY)
 	$(RUN) snakemake --lint

@@ -6,5 +6,7 @@ with rule_log(snakemake) as log:
     from cifar_repro.archive import load_arrays
     from cifar_repro.images import export_split
 
-    count = export_split(load_arrays(snakemake.input.arrays), snakemake.output.images, snakemake.output.lst)
+    count = export_split(
+        load_arrays(snakemake.input.arrays), snakemake.output.images, snakemake.output.lst, snakemake.threads
+    )
     log.info("%s: %d PNG images -> %s, list %s", snakemake.input.arrays, count, *snakemake.output)

@@ -13,7 +13,7 @@ with rule_log(snakemake):
         data=Data(inputs.train_rec, inputs.train_idx, inputs.val_rec, inputs.val_idx, inputs.get("mean")),
         outputs=ExperimentFiles(**dict(snakemake.output.items())),
         checkpoint_dir=params.checkpoint_dir,
-        granted=Devices(snakemake.resources.gpu, params.gpu_ids, params.lock_dir),
+        granted=Devices(snakemake.resources.gpu, params.gpu_ids, params.lock_dir, params.allow_cpu_fallback),
         init_symbol=inputs.get("init_symbol"),
         init_params=inputs.get("init_params"),
     )

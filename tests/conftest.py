@@ -94,6 +94,7 @@ def scheduled_rules(dry_run_output: str) -> dict[str, int]:
 def http_config(archives, base_url: str, **overrides) -> dict:
     config = {
         "output_dir": "results",
+        "allow_cpu_fallback": True,  # GPU experiments on CPU contexts: no GPU here
         "datasets": {
             dataset: {"url": f"{base_url}/{path.name}", "md5": md5}
             for dataset, (path, md5, _) in archives.items()
@@ -113,6 +114,7 @@ def synthetic_md5(dataset: str, train_per_class: int, test_per_class: int) -> st
 def synthetic_config(sizes: dict[str, tuple[int, int]], **overrides) -> dict:
     """A config whose datasets the workflow generates itself: {dataset: (train, test) per class}."""
     config = {
+        "allow_cpu_fallback": True,  # GPU experiments on CPU contexts: no GPU here
         "synthetic_archives": {
             d: {"train_per_class": tr, "test_per_class": te} for d, (tr, te) in sizes.items()
         },

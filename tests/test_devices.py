@@ -255,32 +255,76 @@ def test_lock_dir_is_created_shareable(tmp_path):
 cpu_build = pytest.mark.skipif(devices.cuda_available(), reason="MXNet here has CUDA and a GPU")
 
 
-@cpu_build
-def test_cpu_build_runs_gpus_as_cpu_contexts(tmp_path):
-    contexts, lease, description = devices.training_devices(2, [], tmp_path, logging.getLogger("test"))
-    assert contexts == [mx.cpu(0), mx.cpu(1)]
-    assert lease is None
-    assert description == "2 CPU contexts in place of 2 GPUs (MXNet is built without CUDA)"
+LOG = logging.getLogger("test")
+NO_SLURM: dict[str, str] = {}
+SLURM_JOB = {"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "node7", "CUDA_VISIBLE_DEVICES": "2,3"}
 
 
 @cpu_build
-def test_cpu_build_still_leases_gpu_ids(tmp_path, caplog):
+def test_a_gpu_experiment_without_cuda_stops_naming_the_fix(tmp_path):
+    with pytest.raises(InputError) as error:
+        devices.training_devices(2, [], tmp_path, False, LOG, environ=NO_SLURM)
+    message = str(error.value)
+    assert "asks for 2 GPUs, but MXNet is built without CUDA" in message
+    assert "make setup GPU=cu112" in message and "allow_cpu_fallback: true" in message
+
+
+@cpu_build
+def test_cpu_stand_ins_when_allowed(tmp_path):
+    assigned = devices.training_devices(2, [], tmp_path, True, LOG, environ=NO_SLURM)
+    assert assigned.contexts == [mx.cpu(0), mx.cpu(1)] and assigned.lease is None
+    assert assigned.record() == {
+        "description": "CPU stand-in: 2 CPU contexts in place of 2 GPUs (MXNet is built without CUDA)",
+        "assignment": "cpu",
+        "contexts": ["cpu(0)", "cpu(1)"],
+        "gpu_ids": [],
+        "cpu_stand_in": True,
+    }
+
+
+@cpu_build
+def test_cpu_stand_ins_still_lease_gpu_ids(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        contexts, lease, description = devices.training_devices(
-            2, [3, 4], tmp_path, logging.getLogger("test"), timeout_seconds=0
+        assigned = devices.training_devices(
+            2, [3, 4], tmp_path, True, LOG, timeout_seconds=0, environ=NO_SLURM
         )
-    with lease:
-        assert contexts == [mx.cpu(0), mx.cpu(1)]
-        assert lease.ids == [3, 4]
+    with assigned.lease:
+        assert assigned.contexts == [mx.cpu(0), mx.cpu(1)]
+        assert assigned.how == "lease" and assigned.gpu_ids == ["3", "4"]
         assert not lock_is_free(tmp_path, 3) and not lock_is_free(tmp_path, 4)
-        assert "without CUDA" in description and "leased GPU ids [3, 4]" in description
-        assert f"training on {description}" in caplog.messages
+        assert "given GPU ids ['3', '4']" in assigned.description
+        assert f"training on {assigned.description}" in caplog.messages
     assert lock_is_free(tmp_path, 3)
 
 
-def test_training_devices_needs_a_device(tmp_path):
-    with pytest.raises(InputError, match="at least 1"):
-        devices.training_devices(0, [], tmp_path, logging.getLogger("test"))
+@cpu_build
+def test_inside_slurm_the_job_takes_the_gpus_it_was_given_and_no_lock(tmp_path):
+    assigned = devices.training_devices(
+        2, [0, 1, 2, 3], tmp_path, True, LOG, timeout_seconds=0, environ=SLURM_JOB
+    )
+    record = assigned.record()
+    assert record["assignment"] == "slurm" and record["gpu_ids"] == ["2", "3"]
+    assert record["slurm_job_id"] == "42" and record["node"] == "node7"
+    assert assigned.lease is None and not list(tmp_path.iterdir())  # no lock file taken
+
+
+@pytest.mark.parametrize("visible", ["0", "", "0,1,2"])
+def test_inside_slurm_another_gpu_count_is_an_error_naming_both(tmp_path, visible):
+    environ = SLURM_JOB | {"CUDA_VISIBLE_DEVICES": visible}
+    given = len([v for v in visible.split(",") if v])
+    with pytest.raises(InputError, match=rf"asks for 2 GPUs, but Slurm job 42 was given {given} "):
+        devices.training_devices(2, [], tmp_path, True, LOG, environ=environ)
+
+
+def test_a_cpu_experiment_trains_on_one_cpu_context_anywhere(tmp_path):
+    for environ in (NO_SLURM, SLURM_JOB):
+        assigned = devices.training_devices(0, [0], tmp_path, False, LOG, environ=environ)
+        assert assigned.contexts == [mx.cpu()] and assigned.how == "cpu" and not assigned.cpu_stand_in
+
+
+def test_a_negative_gpu_count_is_refused(tmp_path):
+    with pytest.raises(InputError, match="0 \\(CPU\\) or more"):
+        devices.training_devices(-1, [], tmp_path, True, LOG)
 
 
 @pytest.mark.skipif(libcuda_loads(), reason="libcuda.so.1 loads on this machine")

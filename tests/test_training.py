@@ -210,7 +210,8 @@ def test_two_devices_train_data_parallel_on_leased_ids(workdir):
         config.pop("gpu_ids")
         (workdir / "config" / "config.yaml").write_text(json.dumps(config))
     devices = json.loads((outputs(workdir, "parallel") / "run.json").read_text())["devices"]
-    assert devices["contexts"] == ["cpu(0)", "cpu(1)"] and devices["gpu_ids"] == [7, 8]
+    assert devices["contexts"] == ["cpu(0)", "cpu(1)"] and devices["gpu_ids"] == ["7", "8"]
+    assert devices["assignment"] == "lease" and devices["cpu_stand_in"]
 
 
 @pytest.mark.workflow
@@ -316,7 +317,7 @@ def test_concurrent_jobs_never_share_a_gpu_id(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     spans = []
     for name in names:
-        assert json.loads((outputs(tmp_path, name) / "run.json").read_text())["devices"]["gpu_ids"] == [5]
+        assert json.loads((outputs(tmp_path, name) / "run.json").read_text())["devices"]["gpu_ids"] == ["5"]
         stamps = [
             line[:23]
             for line in (outputs(tmp_path, name) / "train.log").read_text().splitlines()
@@ -325,6 +326,15 @@ def test_concurrent_jobs_never_share_a_gpu_id(tmp_path):
         spans.append((stamps[0], stamps[-1]))
     spans.sort()
     assert all(earlier[1] < later[0] for earlier, later in itertools.pairwise(spans)), spans
+
+
+@pytest.mark.workflow
+def test_a_gpu_experiment_does_not_silently_train_on_the_cpu(tmp_path):
+    config = synthetic_config(SIZES, allow_cpu_fallback=False, experiments={"gpu": experiment(num_epochs=1)})
+    result = run_snakemake(tmp_path, "results/experiments/gpu/metrics.csv", config=config)
+    assert result.returncode != 0
+    assert "train failed: the experiment asks for 1 GPU, but MXNet is built without CUDA" in result.stderr
+    assert not (outputs(tmp_path, "gpu") / "metrics.csv").exists()
 
 
 BAD_EXPERIMENTS = [

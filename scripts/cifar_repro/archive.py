@@ -1,8 +1,10 @@
 """Read a CIFAR-10/100 "python version" archive into arrays, treating it as untrusted input.
 
-The archive is never extracted to disk: the expected members are read from the tar by name. Their
-pickles are loaded with an unpickler that can only rebuild plain containers and numpy uint8 arrays
-(no arbitrary callables), then checked for the layout of the official archives.
+The archive is never extracted to disk: the expected members are read from the tar in one pass, in
+the archive's own order (looking members up by name would decompress a .tar.gz from its start again
+for every member that lies behind the current position). Their pickles are loaded with an unpickler
+that can only rebuild plain containers and numpy uint8 arrays (no arbitrary callables), then checked
+for the layout of the official archives.
 """
 
 import io
@@ -94,17 +96,28 @@ def _text_keys(obj, origin: str) -> dict:
     return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in obj.items()}
 
 
-def _read_member(archive: tarfile.TarFile, name: str, origin: str) -> dict:
+def _wanted_members(archive: tarfile.TarFile, names: set[str]) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+    """The members called `names`, with the bytes of those that are regular files of an allowed size
+    (empty for the others, which _read_member refuses), read in one pass. Of members sharing a name
+    the last wins, as with TarFile.getmember."""
+    found = {}
+    for member in archive:
+        if member.name in names:
+            readable = member.isfile() and member.size <= MAX_MEMBER_BYTES
+            found[member.name] = (member, archive.extractfile(member).read() if readable else b"")
+    return found
+
+
+def _read_member(found: dict[str, tuple[tarfile.TarInfo, bytes]], name: str, origin: str) -> dict:
     where = f"{origin}: member {name}"
-    try:
-        member = archive.getmember(name)
-    except KeyError:
-        raise InputError(f"{origin}: missing member {name} (is this the right dataset's archive?)") from None
+    if name not in found:
+        raise InputError(f"{origin}: missing member {name} (is this the right dataset's archive?)")
+    member, blob = found.pop(name)  # popped: its bytes are freed once unpickled
     if not member.isfile():
         raise InputError(f"{where} is not a regular file")
     if member.size > MAX_MEMBER_BYTES:
         raise InputError(f"{where} is {member.size} bytes, over the {MAX_MEMBER_BYTES} allowed")
-    return _text_keys(safe_unpickle(archive.extractfile(member).read(), where), where)
+    return _text_keys(safe_unpickle(blob, where), where)
 
 
 def _class_names(meta: dict, key: str, count: int, where: str) -> np.ndarray:
@@ -160,7 +173,8 @@ def read_archive(path: str | Path, dataset: str) -> dict[str, dict[str, np.ndarr
         raise InputError(f"{origin}: not a readable tar(.gz) archive: {error}") from error
     try:
         with archive:
-            meta = _read_member(archive, layout.meta_member, origin)
+            found = _wanted_members(archive, {layout.meta_member, *layout.train_members, layout.test_member})
+            meta = _read_member(found, layout.meta_member, origin)
             where = f"{origin}: member {layout.meta_member}"
             names = {
                 array_name: _class_names(meta, key, count, where)
@@ -169,7 +183,7 @@ def read_archive(path: str | Path, dataset: str) -> dict[str, dict[str, np.ndarr
             splits = {}
             for split, members in (("train", layout.train_members), ("test", (layout.test_member,))):
                 batches = [
-                    _batch_arrays(_read_member(archive, m, origin), layout, names, f"{origin}: member {m}")
+                    _batch_arrays(_read_member(found, m, origin), layout, names, f"{origin}: member {m}")
                     for m in members
                 ]
                 splits[split] = {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}

@@ -1,14 +1,19 @@
-"""Which devices a training job runs on, and which GPU ids it may use.
+"""Which devices a training job runs on.
 
-Snakemake only counts GPUs (`resources: gpu=N`); it does not say which ones a job gets. So each job
-takes N free ids from the configured `gpu_ids` itself, by locking one file per id with `flock`.
-The kernel drops those locks when the process ends however it ends (even on SIGKILL), so a crashed
-job never leaves a GPU reserved. Lock files are never deleted: removing a file another process
-has open and locked would let a third process lock a new file of the same name at the same time.
+Inside a Slurm job the scheduler has already chosen the GPUs and set CUDA_VISIBLE_DEVICES: the job
+uses exactly those, and takes no lock.
 
-On a machine whose MXNet has no CUDA, N GPUs become N CPU contexts (MXNet runs data-parallel over
-several CPU contexts exactly as over several GPUs), and the ids are still leased when `gpu_ids`
-lists any, so the multi-device path and the allocator run everywhere.
+On a workstation Snakemake only counts GPUs (`resources: gpu=N`); it does not say which ones a job
+gets. So each job takes N free ids from the configured `gpu_ids` itself, by locking one file per id
+with `flock`. The kernel drops those locks when the process ends however it ends (even on SIGKILL),
+so a crashed job never leaves a GPU reserved. Lock files are never deleted: removing a file another
+process has open and locked would let a third process lock a new file of the same name at the same
+time.
+
+A GPU experiment whose MXNet has no CUDA stops, unless the config allows CPU stand-ins
+(`allow_cpu_fallback`, as the demo and the tests do): then N GPUs become N CPU contexts (MXNet runs
+data-parallel over several CPU contexts exactly as over several GPUs), with the GPU ids still taken
+from Slurm or leased, so the multi-device path and the allocators run everywhere.
 
 The mxnet-cu112 1.9.1 wheel carries machine code (SASS) for a few GPU architectures only and no
 PTX, so a GPU of any other architecture fails at its first kernel; `check_supported` says so up
@@ -20,7 +25,11 @@ import errno
 import fcntl
 import logging
 import os
+import platform
+import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mxnet as mx
@@ -263,22 +272,92 @@ def check_supported(capabilities: dict[int, tuple[int, int]]) -> None:
     )
 
 
+@dataclass
+class Assignment:
+    """The devices a training job runs on, and how they were chosen."""
+
+    contexts: list[mx.Context]
+    how: str  # "slurm" (the scheduler's), "lease" (flock over gpu_ids), "cpu" (a CPU experiment)
+    gpu_ids: list[str]  # as the scheduler or the lease named them; [] on CPU
+    cpu_stand_in: bool  # GPUs asked for, CPU contexts used (allow_cpu_fallback)
+    description: str
+    lease: GpuLease | None = None  # release it when training ends (or let the process exit)
+    slurm: dict[str, str] = field(default_factory=dict)  # job id and node, inside a Slurm job
+
+    def record(self) -> dict:
+        """What run.json says about the devices."""
+        return {
+            "description": self.description,
+            "assignment": self.how,
+            "contexts": [str(context) for context in self.contexts],
+            "gpu_ids": self.gpu_ids,
+            "cpu_stand_in": self.cpu_stand_in,
+            **({"slurm_job_id": self.slurm["job_id"], "node": self.slurm["node"]} if self.slurm else {}),
+        }
+
+
+def slurm_job(environ: Mapping[str, str]) -> dict[str, str]:
+    """The Slurm job this process runs in ({} outside Slurm)."""
+    if "SLURM_JOB_ID" not in environ:
+        return {}
+    return {"job_id": environ["SLURM_JOB_ID"], "node": environ.get("SLURMD_NODENAME", platform.node())}
+
+
+def scheduler_gpu_ids(environ: Mapping[str, str]) -> list[str]:
+    """The GPUs the scheduler gave this job, as CUDA_VISIBLE_DEVICES lists them (Slurm sets it for a
+    job with GPUs; none when unset or empty)."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [gpu_id.strip() for gpu_id in visible.split(",") if gpu_id.strip()]
+
+
+def no_gpu_error(count: int, reason: str) -> InputError:
+    return InputError(
+        f"the experiment asks for {count} GPU{'s' if count > 1 else ''}, but {reason} "
+        f"(Python {sys.executable}, mxnet {mx.__version__}). Install MXNet for GPUs with "
+        "`make setup GPU=cu112`, or run with `--sdm conda`, which gives GPU experiments "
+        "envs/train-cu112.yaml; or, to train on CPU contexts in place of the GPUs, set "
+        "allow_cpu_fallback: true in the config"
+    )
+
+
 def training_devices(
     count: int,
     gpu_ids: list[int],
     lock_dir: str | Path,
+    allow_cpu_fallback: bool,
     log: logging.Logger,
     timeout_seconds: float | None = None,
-) -> tuple[list[mx.Context], GpuLease | None, str]:
-    """The contexts a job asking for `count` GPUs trains on, the lease of its GPU ids (None if none
-    are leased; release it when training ends, or let the process exit), and a one-line description.
+    environ: Mapping[str, str] = os.environ,
+) -> Assignment:
+    """The devices of a job that asks for `count` GPUs (0: a CPU experiment, one CPU context).
 
-    With CUDA, empty `gpu_ids` means every visible GPU. Without CUDA, the job trains on `count` CPU
-    contexts, still leasing ids when `gpu_ids` lists any.
+    Inside a Slurm job the scheduler has chosen the GPUs: the job uses exactly those it was given
+    (CUDA_VISIBLE_DEVICES), which must be `count`, and takes no lock. Elsewhere it leases `count`
+    ids of `gpu_ids` (empty: every GPU MXNet sees) by flock, so that concurrent jobs on one machine
+    never share a GPU. Without CUDA, GPUs become as many CPU contexts only if `allow_cpu_fallback`.
     """
-    if count < 1:
-        raise InputError(f"gpus must be at least 1, got {count}")
+    if count < 0:
+        raise InputError(f"gpus must be 0 (CPU) or more, got {count}")
+    if count == 0:
+        return Assignment([mx.cpu()], "cpu", [], False, "1 CPU context (a CPU experiment)")
     no_cuda = _no_cuda_reason()
+    if no_cuda is not None and not allow_cpu_fallback:
+        raise no_gpu_error(count, no_cuda)
+    slurm = slurm_job(environ)
+    if slurm:
+        ids = scheduler_gpu_ids(environ)
+        if len(ids) != count:
+            visible = environ.get("CUDA_VISIBLE_DEVICES", "")
+            raise InputError(
+                f"the experiment asks for {count} GPU{'s' if count > 1 else ''}, but Slurm job "
+                f"{slurm['job_id']} was given {len(ids)} (CUDA_VISIBLE_DEVICES={visible!r}); "
+                "the rule's gpu resource must equal the experiment's gpus"
+            )
+        log.info("Slurm job %s on %s gave GPUs %s", slurm["job_id"], slurm["node"], ids)
+        if no_cuda is None:
+            # CUDA_VISIBLE_DEVICES renumbers the job's GPUs 0..count-1 for MXNet
+            return _on_gpus(list(range(count)), ids, "slurm", None, slurm)
+        return _cpu_stand_in(count, ids, "slurm", None, no_cuda, slurm, log)
     if no_cuda is None:
         visible = mx.context.num_gpus()
         gpu_ids = gpu_ids or list(range(visible))
@@ -290,24 +369,42 @@ def training_devices(
             )
         lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log)
         try:
-            capabilities = compute_capabilities(lease.ids)
-            check_supported(capabilities)
+            return _on_gpus(lease.ids, [str(gpu_id) for gpu_id in lease.ids], "lease", lease, {})
         except BaseException:
             lease.release()
             raise
-        described = ", ".join(
-            f"{gpu_id} (compute capability {major}.{minor})"
-            for gpu_id, (major, minor) in capabilities.items()
-        )
-        description = f"{count} GPU{'s' if count > 1 else ''}: {described}"
-        log.info("training on %s", description)
-        return [mx.gpu(gpu_id) for gpu_id in lease.ids], lease, description
-
     lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log) if gpu_ids else None
-    leased = f", leased GPU ids {lease.ids}" if lease else ""
+    ids = [str(gpu_id) for gpu_id in lease.ids] if lease else []
+    return _cpu_stand_in(count, ids, "lease" if lease else "cpu", lease, no_cuda, {}, log)
+
+
+def _on_gpus(
+    mxnet_ids: list[int], ids: list[str], how: str, lease: GpuLease | None, slurm: dict[str, str]
+) -> Assignment:
+    capabilities = compute_capabilities(mxnet_ids)
+    check_supported(capabilities)
+    described = ", ".join(
+        f"{gpu_id} (compute capability {major}.{minor})"
+        for gpu_id, (major, minor) in zip(ids, capabilities.values(), strict=True)
+    )
+    count = len(ids)
+    description = f"{count} GPU{'s' if count > 1 else ''}: {described}"
+    return Assignment([mx.gpu(i) for i in mxnet_ids], how, ids, False, description, lease, slurm)
+
+
+def _cpu_stand_in(
+    count: int,
+    ids: list[str],
+    how: str,
+    lease: GpuLease | None,
+    no_cuda: str,
+    slurm: dict[str, str],
+    log: logging.Logger,
+) -> Assignment:
+    plural = "s" if count > 1 else ""
+    given = f", given GPU ids {ids}" if ids else ""
     description = (
-        f"{count} CPU context{'s' if count > 1 else ''} in place of {count} "
-        f"GPU{'s' if count > 1 else ''} ({no_cuda}{leased})"
+        f"CPU stand-in: {count} CPU context{plural} in place of {count} GPU{plural} ({no_cuda}{given})"
     )
     log.warning("training on %s", description)
-    return [mx.cpu(index) for index in range(count)], lease, description
+    return Assignment([mx.cpu(i) for i in range(count)], how, ids, True, description, lease, slurm)

@@ -12,7 +12,6 @@ the subtraction, so it does not enter the mean. Channels are R, G, B like the it
 import logging
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 
 from .atomic import atomic_path
@@ -41,5 +40,7 @@ def mean_image(images: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def save_mean(mean: np.ndarray, path: str | Path) -> None:
+    import mxnet as mx  # not at the top: it takes about a second to import, and only the writer needs it
+
     with atomic_path(path) as partial:
         mx.nd.save(str(partial), {"mean_img": mx.nd.array(mean, dtype=np.float32)})

@@ -53,9 +53,10 @@ class Data:
 class Devices:
     """What the job was granted and where GPU ids are shared out (see devices.py)."""
 
-    gpus: int
+    gpus: int  # 0: a CPU experiment
     gpu_ids: list[int]
     lock_dir: str
+    allow_cpu_fallback: bool = False
 
 
 def learning_rate(base_lr: float, schedule: dict, epoch: int) -> float:
@@ -180,14 +181,14 @@ def train(
             "training on %d devices",
             name, experiment["gpus"], granted.gpus, granted.gpus,
         )  # fmt: skip
-    contexts, lease, device_description = devices.training_devices(
-        granted.gpus, granted.gpu_ids, granted.lock_dir, log
+    assigned = devices.training_devices(
+        granted.gpus, granted.gpu_ids, granted.lock_dir, granted.allow_cpu_fallback, log
     )
-    with lease or contextlib.nullcontext():
+    with assigned.lease or contextlib.nullcontext():
         checkpoints = Checkpoints(Path(checkpoint_dir), fingerprint(experiment, num_classes))
         begin, rows = checkpoints.latest()
         frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
-        module = mx.mod.Module(start.symbol, context=contexts, fixed_param_names=frozen)
+        module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
         batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
         module.bind(
             data_shapes=[("data", (batch_size, *data_shape))], label_shapes=[("softmax_label", (batch_size,))]
@@ -211,7 +212,7 @@ def train(
             save_params(checkpoints.params_path(0), *module.get_params())
         # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
         module.init_optimizer(
-            kvstore="device" if devices.cuda_available() else "local",
+            kvstore="local" if assigned.contexts[0].device_type == "cpu" else "device",
             optimizer=experiment["optimizer"],
             optimizer_params=experiment["optimizer_params"],
         )
@@ -259,11 +260,7 @@ def train(
         "experiment": name,
         "config": experiment,
         "num_classes": num_classes,
-        "devices": {
-            "description": device_description,
-            "contexts": [str(c) for c in contexts],
-            "gpu_ids": lease.ids if lease else [],
-        },
+        "devices": assigned.record(),
         "initialised_from": start.description,
         "resumed_after_epoch": begin,
         "wall_seconds": round(time.time() - started, 3),

@@ -204,6 +204,27 @@ def training_inputs(wildcards):
     return inputs
 
 
+# Hours per epoch of the seeds on 4 GPUs: ResNeXt-101 takes 12+ hours for 300 epochs ("Even
+# faster?" part 3); twice that covers slower GPUs and evaluation.
+HOURS_PER_EPOCH = 2 * 12 / 300
+
+
+def training_minutes(wildcards):
+    """Wall-time limit of a training job (the Slurm executor's `runtime`), from its epoch count."""
+    return max(
+        60, round(experiment_config(wildcards)["num_epochs"] * HOURS_PER_EPOCH * 60)
+    )
+
+
+def training_env(wildcards):
+    """GPU experiments get MXNet for CUDA 11.2 under --sdm conda, unless the run allows CPU stand-ins
+    (a machine without GPUs, where mxnet-cu112 cannot even load)."""
+    on_gpus = (
+        experiment_config(wildcards)["gpus"] > 0 and not config["allow_cpu_fallback"]
+    )
+    return "../../envs/train-cu112.yaml" if on_gpus else "../../envs/train.yaml"
+
+
 def experiment_targets():
     """Every experiment's outputs, and its final parameters under MXNet's checkpoint name."""
     return [

@@ -1,3 +1,5 @@
+# Downloads run where Snakemake runs (on a cluster: the login node; compute nodes often have no
+# internet), and so does the tiny synthetic archive.
 localrules:
     synthesize_archive,
     download_archive,
@@ -10,6 +12,10 @@ rule synthesize_archive:
         f"{OUT}/logs/synthesize_archive/{{dataset}}.log",
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
     params:
         options=synthetic_options,
     script:
@@ -25,6 +31,10 @@ rule download_archive:
         f"{OUT}/logs/download_archive/{{dataset}}/{{archive}}.log",
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=200,
+        runtime=30,
     params:
         source=lambda wildcards: canonical(dataset_config(wildcards)),
         download=canonical(config["download"]),
@@ -42,8 +52,14 @@ rule unpack_arrays:
         f"{OUT}/logs/unpack_arrays/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/unpack_arrays/{{dataset}}.tsv"
+    group:
+        "data_chain"
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../../scripts/unpack_arrays.py"
 
@@ -58,8 +74,14 @@ rule export_images:
         f"{OUT}/logs/export_images/{{dataset}}/{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/export_images/{{dataset}}/{{split}}.tsv"
+    group:
+        "data_chain"
     conda:
         "../../envs/data.yaml"
+    threads: 2  # PNG encoding in 2 threads, files written by one
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../../scripts/export_images.py"
 
@@ -75,9 +97,14 @@ rule pack_records:
         f"{OUT}/logs/pack_records/{{dataset}}/{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/pack_records/{{dataset}}/{{split}}.tsv"
+    group:
+        "data_chain"
     conda:
         "../../envs/data.yaml"
-    threads: 2
+    threads: 1  # im2rec --num-thread 1 packs PNGs faster than 2 (pass-through: no decoding)
+    resources:
+        mem_mb=1500,
+        runtime=10,
     script:
         "../../scripts/pack_records.py"
 
@@ -94,7 +121,13 @@ rule mean_image:
     wildcard_constraints:
         height=r"\d+",
         width=r"\d+",
+    group:
+        "data_chain"
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../../scripts/mean_image.py"

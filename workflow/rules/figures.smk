@@ -1,3 +1,10 @@
+# Light rules: they run where Snakemake runs, not as cluster jobs.
+localrules:
+    plot_samples,
+    plot_figure,
+    summary_tables,
+
+
 rule plot_samples:
     input:
         arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
@@ -12,6 +19,10 @@ rule plot_samples:
         f"{OUT}/logs/plot_samples/{{dataset}}.log",
     conda:
         "../../envs/plot.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         grid=canonical(config["sample_grid"]),
     script:
@@ -33,6 +44,10 @@ rule plot_figure:
         f"{OUT}/logs/plot_figure/{{figure}}.log",
     conda:
         "../../envs/plot.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         spec=lambda wildcards: canonical(figure_spec(wildcards)),
     script:
@@ -62,6 +77,10 @@ rule summary_tables:
         f"{OUT}/logs/summary_tables.log",
     conda:
         "../../envs/plot.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         experiments=list(EXPERIMENTS),
         published=canonical(config["published_accuracy"]),

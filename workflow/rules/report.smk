@@ -15,6 +15,10 @@ rule report:
         f"{OUT}/logs/report.log",
     conda:
         "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         snakefile=workflow.main_snakefile,
         config=config,

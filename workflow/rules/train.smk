@@ -10,6 +10,10 @@ rule download_pretrained:
         f"{OUT}/logs/download_pretrained/{{model}}/{{file}}.log",
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=60,
     params:
         source=lambda wildcards: canonical(pretrained_source(wildcards)),
         download=canonical(config["download"]),
@@ -27,10 +31,13 @@ rule train:
     benchmark:
         f"{OUT}/benchmarks/train/{{experiment}}.tsv"
     conda:
-        "../../envs/train.yaml"
+        training_env
+    # a GPU job needs a few cores to decode and augment images (profiles raise it: set-threads)
     threads: 2
     resources:
         gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
+        mem_mb=16000,
+        runtime=training_minutes,
     params:
         experiment=lambda wildcards: canonical(experiment_config(wildcards)),
         checkpoint_dir=lambda wildcards: layout.checkpoint_dir(
@@ -38,6 +45,7 @@ rule train:
         ),
         gpu_ids=config["gpu_ids"],
         lock_dir=config["gpu_lock_dir"],
+        allow_cpu_fallback=config["allow_cpu_fallback"],
     script:
         "../../scripts/train.py"
 
@@ -55,5 +63,9 @@ rule link_numbered_params:
         epoch=r"\d{4}",
     conda:
         "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=1,
     script:
         "../../scripts/link_numbered_params.py"

@@ -1,0 +1,127 @@
+"""The demo through a real (local, single-node) Slurm cluster and the Slurm profile: `make
+test-cluster` starts the cluster (tests/cluster/local_slurm.sh) and sets SLURM_CONF."""
+
+import csv
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from datetime import datetime
+
+import pytest
+import yaml
+from conftest import BIN, REPO, SNAKEFILE
+
+from cifar_repro import layout
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif("SLURM_CONF" not in os.environ, reason="no local Slurm: run `make test-cluster`"),
+]
+
+DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+OUT = DEMO["output_dir"]
+# The test cluster's node has 8 CPUs, 4 fake GPUs and 20 GB: jobs sized to run side by side there,
+# and status checks every 2 s rather than the plugin's 40 s.
+CLUSTER_OPTIONS = [
+    "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"),
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--seconds-between-status-checks", "2",
+    "--set-threads", "train=2",
+    "--set-resources", "train:cpus_per_task=2", "train:mem_mb=2000",
+]  # fmt: skip
+
+
+def snakemake(workdir, *args, timeout=1500):
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args]
+    environment = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "SLURM_CONF": os.environ["SLURM_CONF"],
+    }
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment, cwd=workdir, timeout=timeout
+    )
+
+
+def demo_workdir(folder):
+    (folder / "config").mkdir(parents=True)
+    shutil.copy(REPO / "config" / "demo.yaml", folder / "config" / "demo.yaml")
+    return folder
+
+
+DEMO_RUN = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    workdir = demo_workdir(tmp_path_factory.mktemp("slurm"))
+    result = snakemake(workdir, "all", "report", *DEMO_RUN, *CLUSTER_OPTIONS)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, result
+
+
+def run_record(workdir, name):
+    return json.loads((workdir / layout.experiment_files(OUT, name).run).read_text())
+
+
+def log_span(workdir, name):
+    """First and last time stamp of a training job's log."""
+    lines = (workdir / layout.training_log(OUT, name)).read_text().splitlines()
+    return tuple(datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in (lines[0], lines[-1]))
+
+
+def test_every_training_job_ran_as_its_own_slurm_job_on_the_gpus_it_was_given(cluster_run):
+    workdir, _ = cluster_run
+    records = {name: run_record(workdir, name) for name in DEMO["experiments"]}
+    job_ids = [record["devices"]["slurm_job_id"] for record in records.values()]
+    assert len(set(job_ids)) == len(records), job_ids
+    for name, record in records.items():
+        devices = record["devices"]
+        assert devices["assignment"] == "slurm" and devices["cpu_stand_in"], name
+        assert len(devices["gpu_ids"]) == DEMO["experiments"][name].get("gpus", 1), name
+
+
+def test_jobs_that_ran_at_the_same_time_had_disjoint_gpus(cluster_run):
+    workdir, _ = cluster_run
+    spans = {name: log_span(workdir, name) for name in DEMO["experiments"]}
+    overlapping = [
+        (a, b)
+        for a, b in itertools.combinations(spans, 2)
+        if spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+    ]
+    assert overlapping, f"no two training jobs ran at the same time: {spans}"
+    for a, b in overlapping:
+        gpus_a, gpus_b = (set(run_record(workdir, name)["devices"]["gpu_ids"]) for name in (a, b))
+        assert not gpus_a & gpus_b, (a, b, gpus_a, gpus_b)
+
+
+def test_the_data_chain_of_a_dataset_is_one_slurm_job(cluster_run):
+    workdir, result = cluster_run
+    submitted = [line for line in result.stderr.splitlines() if "has been submitted with SLURM jobid" in line]
+    # per dataset one group job, and one job per experiment; nothing else goes to Slurm
+    assert len(submitted) == len(DEMO["datasets"]) + len(DEMO["experiments"]), submitted
+
+
+def test_metrics_equal_a_local_run_with_the_same_seed(cluster_run, tmp_path):
+    workdir, _ = cluster_run
+    name = "cifar10_scratch"
+    local = demo_workdir(tmp_path)
+    result = snakemake(local, *DEMO_RUN, "--cores", "2", layout.experiment_files(OUT, name).metrics)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def without_timing(folder):
+        with open(folder / layout.experiment_files(OUT, name).metrics) as rows:
+            return [
+                {k: v for k, v in row.items() if k not in ("seconds", "samples_per_second")}
+                for row in csv.DictReader(rows)
+            ]
+
+    assert without_timing(workdir) == without_timing(local)
+
+
+def test_the_report_builds(cluster_run):
+    workdir, _ = cluster_run
+    assert "summary.csv" in (workdir / OUT / "report.html").read_text()
