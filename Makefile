@@ -1,6 +1,7 @@
 # Set-up and entry points. `make demo` and `make test` create the environment when it is missing.
 #   make setup            CPU environment in .venv (Python 3.11)
 #   make setup GPU=cu112  GPU environment: mxnet-cu112 + NVIDIA's CUDA 11 pip packages
+#   make lock             refresh the pinned, hashed lock files (envs/*.lock.txt) that setup installs
 #   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
 #   make test             the whole test suite, end-to-end workflow runs included (minutes)
 #   make test-fast        pure functions and config validation only, no snakemake runs (< 1 minute)
@@ -16,7 +17,11 @@ GPU ?=
 CORES ?= 2
 SHELL := bash
 
+# The requirements files say what the project asks for; their .lock.txt twins (make lock) pin every
+# package, dependencies included, at an exact version with its hashes, and are what setup installs.
 REQUIREMENTS := envs/requirements$(if $(GPU),-$(GPU)).txt
+LOCK := $(REQUIREMENTS:.txt=.lock.txt)
+SLURM_LOCK := envs/requirements-slurm.lock.txt
 STAMP := $(VENV)/.setup-$(if $(GPU),$(GPU),cpu)
 # Without GPU=..., use whichever environment is already set up rather than replacing it.
 READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(STAMP)))
@@ -24,11 +29,11 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup demo test test-fast test-cluster lint benchmark report-screenshot clean-demo
+.PHONY: setup lock demo test test-fast test-cluster lint benchmark report-screenshot clean-demo
 
 setup: $(STAMP)
 
-$(VENV)/.setup-%: envs/requirements-common.txt envs/requirements-slurm.txt $(REQUIREMENTS)
+$(VENV)/.setup-%: $(LOCK) $(SLURM_LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || { \
 	  echo "error: '$(PYTHON)' is not Python 3.11 (it is: $$($(PYTHON) --version 2>&1))."; \
 	  echo "  mxnet 1.9.1 needs numpy < 1.24, whose last wheels are for Python <= 3.11, and"; \
@@ -37,13 +42,21 @@ $(VENV)/.setup-%: envs/requirements-common.txt envs/requirements-slurm.txt $(REQ
 	rm -f $(VENV)/.setup-*
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -r $(REQUIREMENTS)
-	$(VENV)/bin/python -m pip install --quiet --no-deps -r envs/requirements-slurm.txt
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r $(SLURM_LOCK)
 	$(if $(GPU),$(VENV)/bin/python envs/wire_cuda_libraries.py $(VENV)/bin/activate)
 	$(RUN) python -c 'import mxnet, cv2; print("mxnet", mxnet.__version__, "| opencv", cv2.__version__)' || { \
 	  echo "error: the new environment in $(VENV) cannot import mxnet (see above).$(if $(GPU), mxnet-$(GPU)\
 	  needs an NVIDIA driver >= 450.80 (libcuda.so.1); on a machine without one use 'make setup'.)"; exit 1; }
 	touch $@
+
+# Refreshes the lock files from the requirements files (then `make setup` installs them). The slurm
+# plugin's lock holds only what requirements-slurm.txt lists: it is installed without dependencies.
+LOCK_OPTIONS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
+lock: $(READY)
+	$(VENV)/bin/uv pip compile envs/requirements.txt $(LOCK_OPTIONS) -o envs/requirements.lock.txt
+	$(VENV)/bin/uv pip compile envs/requirements-cu112.txt $(LOCK_OPTIONS) -o envs/requirements-cu112.lock.txt
+	$(VENV)/bin/uv pip compile envs/requirements-slurm.txt --no-deps $(LOCK_OPTIONS) -o $(SLURM_LOCK)
 
 demo: $(READY)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config all report

@@ -125,3 +125,26 @@ def test_metrics_equal_a_local_run_with_the_same_seed(cluster_run, tmp_path):
 def test_the_report_builds(cluster_run):
     workdir, _ = cluster_run
     assert "summary.csv" in (workdir / OUT / "report.html").read_text()
+
+
+def test_a_partition_that_does_not_exist_fails_naming_it(tmp_path):
+    workdir = demo_workdir(tmp_path)
+    target = f"{OUT}/cifar10/arrays/train.npz"
+    wrong = ["--default-resources", "slurm_partition=nonexistent", "runtime=30", "mem_mb=2000"]
+    result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, *wrong, timeout=300)
+    assert result.returncode != 0
+    assert "nonexistent" in result.stderr and "invalid partition" in result.stderr.lower(), result.stderr[
+        -3000:
+    ]
+
+
+def test_more_gpus_than_any_node_has_is_refused_naming_the_rule_and_experiment(cluster_run):
+    workdir, _ = cluster_run
+    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    config["experiments"]["eight_gpus"] = config["experiments"]["cifar10_scratch"] | {"gpus": 8}
+    (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
+    target = layout.experiment_files(OUT, "eight_gpus").metrics
+    result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, timeout=300)
+    assert result.returncode != 0
+    assert "Requested node configuration is not available" in result.stderr, result.stderr[-3000:]
+    assert "rule train" in result.stderr and "experiment=eight_gpus" in result.stderr

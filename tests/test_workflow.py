@@ -2,6 +2,7 @@
 
 import csv
 import subprocess
+from pathlib import Path
 
 import cv2
 import mxnet as mx
@@ -167,3 +168,36 @@ def test_a_rule_script_runs_alone_with_the_jobs_inputs_and_outputs(tmp_path):
         "mean image (3, 24, 20)"
         in (tmp_path / "results" / "logs" / "mean_image" / "cifar10" / "24x20.log").read_text()
     )
+
+
+def test_the_slurm_profile_without_sbatch_on_path_stops_at_once(tmp_path):
+    """A clear error before anything is submitted, not one failed submission per job."""
+    tools = tmp_path / "bin"  # the machine's commands, less Slurm's
+    tools.mkdir()
+    for command in Path("/usr/bin").iterdir():
+        if command.name not in {
+            "sbatch",
+            "srun",
+            "squeue",
+            "sinfo",
+            "sacct",
+            "scancel",
+            "scontrol",
+            "salloc",
+        }:
+            (tools / command.name).symlink_to(command)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("{}\n")  # the official archives
+    profile = REPO / "workflow" / "profiles" / "slurm"
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(REPO / "workflow" / "Snakefile"),
+         "--workflow-profile", str(profile), "results/cifar10/arrays/train.npz"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": f"{BIN}:{tools}", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        "the slurm executor (workflow/profiles/slurm) needs Slurm's sbatch, which is not on PATH"
+        in result.stderr
+    )
+    assert not (tmp_path / "results").exists()

@@ -38,7 +38,7 @@ EXPERIMENT = {
     "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
     "lr_schedule": {"type": "fixed"},
     "init": {"type": "scratch"},
-    "gpus": 1,
+    "gpus": 0,  # one CPU context, as the Module.fit baseline
     "augment": {"rand_crop": True, "rand_mirror": True},
     "mean_image": False,
     "seed": 0,
@@ -56,7 +56,7 @@ def rule_loop_throughput(data: training.Data, epochs: int) -> float:
             data,
             files,
             checkpoint_dir=layout.checkpoint_dir(work, "benchmark"),
-            granted=training.Devices(gpus=1, gpu_ids=[], lock_dir=f"{work}/locks"),
+            granted=training.Devices(gpus=0, gpu_ids=[], lock_dir=f"{work}/locks"),
         )
         return mean_samples_per_second(load_metrics(files.metrics))
 

@@ -1,8 +1,10 @@
 import re
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -88,6 +90,15 @@ def warn_about_capped_gpus():
 
 check_references()
 warn_about_capped_gpus()
+
+
+onstart:
+    # Without this, each job's submission would fail on its own with the shell's "not found".
+    if workflow.executor_plugin.name == "slurm" and shutil.which("sbatch") is None:
+        raise WorkflowError(
+            "the slurm executor (workflow/profiles/slurm) needs Slurm's sbatch, which is not on "
+            "PATH: run on a machine of the cluster (a login node), or load its Slurm module"
+        )
 
 
 def canonical(value):
