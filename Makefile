@@ -9,6 +9,7 @@
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
 #   make benchmark        training loop vs bare Module.fit on the demo data, and the data chain vs the
 #                         naive route on the real CIFAR-10 (needs ../shared/tools/cifar10_from_jpg.py)
+#   make benchmark-cluster  the demo through a throwaway local Slurm vs the local profile (root)
 #   make report-screenshot  the demo report rendered by headless Chromium (apt-get install chromium)
 
 PYTHON ?= python3.11
@@ -29,7 +30,7 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup lock demo test test-fast test-cluster lint benchmark report-screenshot clean-demo
+.PHONY: setup lock demo test test-fast test-cluster lint benchmark benchmark-cluster report-screenshot clean-demo
 
 setup: $(STAMP)
 
@@ -95,6 +96,12 @@ benchmark: $(READY) $(REAL_ARCHIVE)
 	  $(DEMO_REC)/train.rec $(DEMO_REC)/test.rec
 	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --rec-dir $(DEMO_REC)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
+
+# The demo through a throwaway local Slurm against the local profile (root, like test-cluster).
+benchmark-cluster: $(READY)
+	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
+	bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py
 
 clean-demo:
 	rm -rf results/demo

@@ -22,16 +22,13 @@ pytestmark = [
 
 DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 OUT = DEMO["output_dir"]
-# The test cluster's node has 8 CPUs, 4 fake GPUs and 20 GB: jobs sized to run side by side there,
-# and status checks every 2 s rather than the plugin's 40 s.
+# The options that fit the workflow to the test cluster (local_slurm.sh): its node has 8 CPUs, 4 fake
+# GPUs and 20 GB, so jobs are sized to run side by side there, and the plugin checks job states with
+# squeue every 2 s rather than sacct every 40 s. Paths are relative to the repository.
 CLUSTER_OPTIONS = [
-    "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"),
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--seconds-between-status-checks", "2",
-    "--set-threads", "train=2",
-    "--set-resources", "train:cpus_per_task=2", "train:mem_mb=2000",
-]  # fmt: skip
+    str(REPO / word) if word.startswith("workflow/") else word
+    for word in (REPO / "tests" / "cluster" / "snakemake_options.txt").read_text().split()
+]
 
 
 def snakemake(workdir, *args, timeout=1500):
@@ -127,23 +124,27 @@ def test_the_report_builds(cluster_run):
     assert "summary.csv" in (workdir / OUT / "report.html").read_text()
 
 
-def test_a_partition_that_does_not_exist_fails_naming_it(tmp_path):
-    workdir = demo_workdir(tmp_path)
-    target = f"{OUT}/cifar10/arrays/train.npz"
+def with_experiment(workdir, name, **changes):
+    """The demo config of `workdir` with one more experiment, a copy of cifar10_scratch."""
+    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
+    config["experiments"][name] = config["experiments"]["cifar10_scratch"] | changes
+    (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
+    return layout.experiment_files(OUT, name).metrics
+
+
+def test_a_partition_that_does_not_exist_fails_at_once_naming_it(cluster_run):
+    workdir, _ = cluster_run
+    target = with_experiment(workdir, "elsewhere", seed=5)
     wrong = ["--default-resources", "slurm_partition=nonexistent", "runtime=30", "mem_mb=2000"]
     result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, *wrong, timeout=300)
     assert result.returncode != 0
-    assert "nonexistent" in result.stderr and "invalid partition" in result.stderr.lower(), result.stderr[
-        -3000:
-    ]
+    assert "invalid partition specified: nonexistent" in result.stderr, result.stderr[-3000:]
+    assert "rule train" in result.stderr and "experiment=elsewhere" in result.stderr
 
 
 def test_more_gpus_than_any_node_has_is_refused_naming_the_rule_and_experiment(cluster_run):
     workdir, _ = cluster_run
-    config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
-    config["experiments"]["eight_gpus"] = config["experiments"]["cifar10_scratch"] | {"gpus": 8}
-    (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
-    target = layout.experiment_files(OUT, "eight_gpus").metrics
+    target = with_experiment(workdir, "eight_gpus", gpus=8)
     result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, timeout=300)
     assert result.returncode != 0
     assert "Requested node configuration is not available" in result.stderr, result.stderr[-3000:]

@@ -1,0 +1,58 @@
+"""Benchmark (not a test): what running through Slurm costs, on the demo.
+
+The demo (config/demo.yaml: data chain, 7 training jobs, figures, tables, report) runs twice in
+fresh folders: with the local default profile (`--cores 2`), and through a running Slurm cluster
+with workflow/profiles/slurm and the options that fit it to the test cluster
+(tests/cluster/snakemake_options.txt). Prints both wall times, their ratio against the 1.5x target,
+and how many Slurm jobs the cluster run submitted (one per dataset's data chain, one per training
+job: the light rules run locally).
+
+usage: make benchmark-cluster   (starts and stops a local Slurm; needs root)
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+TARGET_RATIO = 1.5
+DEMO = ["--configfile", "config/demo.yaml", "--replace-workflow-config", "all", "report"]
+
+
+def run_demo(options: list[str]) -> tuple[float, str]:
+    """Wall seconds of the demo in a fresh folder, and Snakemake's log."""
+    with tempfile.TemporaryDirectory() as work:
+        (Path(work) / "config").mkdir()
+        shutil.copy(REPOSITORY / "config" / "demo.yaml", Path(work) / "config" / "demo.yaml")
+        command = [str(Path(sys.executable).parent / "snakemake"), "--snakefile",
+                   str(REPOSITORY / "workflow" / "Snakefile"), *DEMO, *options]  # fmt: skip
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+        seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"the demo failed ({' '.join(options)}):\n{result.stderr[-3000:]}")
+    return seconds, result.stderr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args()
+    words = (REPOSITORY / "tests" / "cluster" / "snakemake_options.txt").read_text().split()
+    cluster = [str(REPOSITORY / word) if word.startswith("workflow/") else word for word in words]
+    local_seconds, _ = run_demo(["--cores", "2"])
+    slurm_seconds, log = run_demo(cluster)
+    jobs = sum("has been submitted with SLURM jobid" in line for line in log.splitlines())
+    print(f"{'demo, local profile (--cores 2)':<40} {local_seconds:8.1f} s")
+    print(f"{'demo, through Slurm':<40} {slurm_seconds:8.1f} s")
+    print(f"{'ratio (target <= ' + str(TARGET_RATIO) + ')':<40} {slurm_seconds / local_seconds:8.2f}")
+    print(f"{'Slurm jobs submitted':<40} {jobs:8d}")
+
+
+if __name__ == "__main__":
+    main()
