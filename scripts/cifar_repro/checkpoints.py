@@ -74,7 +74,6 @@ class Checkpoints:
 
     def save(self, epoch: int, module: mx.mod.Module, rows: list[dict]) -> None:
         """Parameters and optimizer state first, the progress record last: it marks the epoch done."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         save_params(self.params_path(epoch), *module.get_params())
         with atomic_path(self.states_path(epoch)) as partial:
             partial.write_bytes(updater_of(module).get_states(dump_optimizer=True))

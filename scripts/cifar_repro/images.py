@@ -58,8 +58,7 @@ def export_split(
         for name in names:
             (partial_dir / name).mkdir(parents=True)
         paths = [
-            f"{partial_dir}/{relative_image_path(index, names[label])}"
-            for index, label in zip(range(len(data)), labels, strict=True)  # one label per image
+            f"{partial_dir}/{relative_image_path(index, names[label])}" for index, label in enumerate(labels)
         ]
         starts = range(0, len(paths), IMAGES_PER_TASK)
         with ThreadPoolExecutor(threads) as pool:

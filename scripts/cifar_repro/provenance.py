@@ -7,10 +7,10 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-REPOSITORY = Path(__file__).resolve().parent
+CODE_FOLDER = Path(__file__).resolve().parent  # inside the checkout the code runs from
 
 
-def git_revision(folder: Path = REPOSITORY) -> str:
+def git_revision(folder: Path = CODE_FOLDER) -> str:
     """HEAD of the checkout the code runs from, with -dirty for uncommitted changes."""
     try:
         revision = subprocess.run(

@@ -208,7 +208,6 @@ def train(
                 arg_params=start.arg_params, aux_params=start.aux_params,
                 allow_missing=pretrained, allow_extra=pretrained,
             )  # fmt: skip
-            checkpoints.folder.mkdir(parents=True, exist_ok=True)
             save_params(checkpoints.params_path(0), *module.get_params())
         # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
         module.init_optimizer(
