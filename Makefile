@@ -86,10 +86,14 @@ lint: $(READY)
 
 DEMO_REC := results/demo/cifar10/rec
 # the 60 000 real CIFAR-10 images in the official archive layout, rebuilt from ../shared's JPEGs
-REAL_ARCHIVE := results/benchmark/cifar-10-python.tar.gz
+# (or any archive in that layout: make benchmark REAL_ARCHIVE=/path/to/cifar-10-python.tar.gz)
+REAL_ARCHIVE ?= results/benchmark/cifar-10-python.tar.gz
+JPG_TOOL := ../shared/tools/cifar10_from_jpg.py
 $(REAL_ARCHIVE): | $(READY)
+	@[ -f $(JPG_TOOL) ] || { echo "error: $@ is built by $(JPG_TOOL), which is not here;" \
+	  "give an archive in the cifar-10-python.tar.gz layout with REAL_ARCHIVE=path"; exit 1; }
 	mkdir -p $(dir $@)
-	$(RUN) python ../shared/tools/cifar10_from_jpg.py $@
+	$(RUN) python $(JPG_TOOL) $@
 
 benchmark: $(READY) $(REAL_ARCHIVE)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \
