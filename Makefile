@@ -104,7 +104,7 @@ benchmark: $(READY) $(REAL_ARCHIVE)
 # The demo through a throwaway local Slurm against the local profile (root, like test-cluster).
 benchmark-cluster: $(READY)
 	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
-	bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
+	NODE_CPUS=$(CORES) bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
 	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py
 
 clean-demo:

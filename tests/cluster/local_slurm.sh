@@ -4,12 +4,16 @@
 #                              answers), slurmctld and slurmd with their config and state in DIR;
 #                              prints the SLURM_CONF to export
 #   local_slurm.sh stop DIR    stop the daemons this script started (by the pids in DIR)
+# NODE_CPUS (default 8) is the CPU count the node declares: more than the machine has lets several
+# 2-thread jobs overlap, which the concurrency tests need; a benchmark declares the real count, so
+# that Slurm, like on a real cluster, never puts more threads on the node than it has cores.
 # Needs root (Debian's packages, device files, daemons). Facts behind the settings:
 # ../shared/notes/slurm-local.md.
 set -euo pipefail
 action=${1:?start or stop}
 dir=$(realpath -m "${2:?state directory}")
 host=$(hostname -s)
+node_cpus=${NODE_CPUS:-8}
 
 stop() {
   for daemon in slurmd slurmctld munged; do
@@ -89,10 +93,9 @@ EnforcePartLimits=ALL
 DefMemPerCPU=1000
 MailProg=/bin/true
 ReturnToService=2
-# the node declares more CPUs than it has: take the config, not the hardware
+# the node may declare more CPUs than it has (NODE_CPUS): take the config, not the hardware
 SlurmdParameters=config_overrides
-# More CPUs than the machine has, so that several 2-thread jobs can run at once
-NodeName=$host NodeAddr=127.0.0.1 CPUs=8 RealMemory=20000 Gres=gpu:4 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$node_cpus RealMemory=20000 Gres=gpu:4 State=UNKNOWN
 PartitionName=gpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
   echo "NodeName=$host Name=gpu File=/dev/fakegpu[0-3]" > "$dir/gres.conf"
