@@ -105,7 +105,7 @@ benchmark: $(READY) $(REAL_ARCHIVE)
 benchmark-cluster: $(READY)
 	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
 	NODE_CPUS=$(CORES) bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
-	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py --cores $(CORES)
 
 clean-demo:
 	rm -rf results/demo

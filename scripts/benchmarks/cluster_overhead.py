@@ -5,9 +5,11 @@ fresh folders: with the local default profile (`--cores 2`), and through a runni
 with workflow/profiles/slurm and the options that fit it to the test cluster
 (tests/cluster/snakemake_options.txt). Prints both wall times, their ratio against the 1.5x target,
 and how many Slurm jobs the cluster run submitted (one per dataset's data chain, one per training
-job: the light rules run locally).
+job: the light rules run locally). The cluster's node declares the machine's CPUs (--cores), as a
+real node does, so Slurm never runs more threads at once than the local run may; `--cores` also
+caps what each Slurm job asks for, the data chain's group job included.
 
-usage: make benchmark-cluster   (starts and stops a local Slurm; needs root)
+usage: make benchmark-cluster   (starts and stops a local Slurm with NODE_CPUS=CORES; needs root)
 """
 
 import argparse
@@ -42,13 +44,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.parse_args()
+    parser.add_argument("--cores", type=int, default=2, help="the CPUs of the machine and of the Slurm node")
+    cores = str(parser.parse_args().cores)
     words = (REPOSITORY / "tests" / "cluster" / "snakemake_options.txt").read_text().split()
     cluster = [str(REPOSITORY / word) if word.startswith("workflow/") else word for word in words]
-    local_seconds, _ = run_demo(["--cores", "2"])
-    slurm_seconds, log = run_demo(cluster)
+    local_seconds, _ = run_demo(["--cores", cores])
+    slurm_seconds, log = run_demo([*cluster, "--cores", cores])
     jobs = sum("has been submitted with SLURM jobid" in line for line in log.splitlines())
-    print(f"{'demo, local profile (--cores 2)':<40} {local_seconds:8.1f} s")
+    print(f"{f'demo, local profile (--cores {cores})':<40} {local_seconds:8.1f} s")
     print(f"{'demo, through Slurm':<40} {slurm_seconds:8.1f} s")
     print(f"{'ratio (target <= ' + str(TARGET_RATIO) + ')':<40} {slurm_seconds / local_seconds:8.2f}")
     print(f"{'Slurm jobs submitted':<40} {jobs:8d}")
