@@ -375,3 +375,16 @@ def test_compute_capabilities_asks_the_driver(fake_libcuda_dir, ids, extra_env, 
         check=True,
     )
     assert asked.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(
+    "worker, expected",
+    [({"DMLC_TASK_ID": "1", "SLURM_LOCALID": "0"}, "6,7"), ({"SLURM_LOCALID": "0"}, "4,5")],
+)
+def test_each_worker_of_a_distributed_job_takes_its_own_share_of_the_jobs_gpus(worker, expected):
+    # the local launcher numbers its workers (inside one Slurm job too); srun numbers a node's tasks
+    environ = SLURM_JOB | {"CUDA_VISIBLE_DEVICES": "4,5,6,7"} | worker
+    assert devices.share_of_worker(environ, 2)["CUDA_VISIBLE_DEVICES"] == expected
+    assert devices.share_of_worker(environ | {"CUDA_VISIBLE_DEVICES": "4,5"}, 2) == environ | {
+        "CUDA_VISIBLE_DEVICES": "4,5"
+    }

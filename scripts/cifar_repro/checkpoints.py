@@ -41,8 +41,15 @@ def fingerprint(experiment: dict, num_classes: int) -> str:
 
 
 def updater_of(module: mx.mod.Module):
-    """The object that applies updates: the kvstore's when the kvstore updates, else the module's."""
+    """The object that applies updates: the kvstore's when the kvstore updates, else the module's;
+    None under dist_async, whose servers update."""
     return module._kvstore._updater if module._update_on_kvstore else module._updater  # noqa: SLF001
+
+
+def current_optimizer(module: mx.mod.Module) -> mx.optimizer.Optimizer:
+    """The optimizer in use (restoring a checkpoint replaces the updater's with the saved one)."""
+    updater = updater_of(module)
+    return updater.optimizer if updater else module._optimizer  # noqa: SLF001
 
 
 @dataclass
@@ -75,8 +82,10 @@ class Checkpoints:
     def save(self, epoch: int, module: mx.mod.Module, rows: list[dict]) -> None:
         """Parameters and optimizer state first, the progress record last: it marks the epoch done."""
         save_params(self.params_path(epoch), *module.get_params())
-        with atomic_path(self.states_path(epoch)) as partial:
-            partial.write_bytes(updater_of(module).get_states(dump_optimizer=True))
+        updater = updater_of(module)
+        if updater:
+            with atomic_path(self.states_path(epoch)) as partial:
+                partial.write_bytes(updater.get_states(dump_optimizer=True))
         with atomic_path(self.progress_path) as partial:
             partial.write_text(json.dumps({"fingerprint": self.fingerprint, "epoch": epoch, "rows": rows}))
         if epoch > 1:  # keep the initial model (epoch 0) and the latest epoch only
@@ -85,4 +94,8 @@ class Checkpoints:
 
     def restore(self, epoch: int, module: mx.mod.Module) -> None:
         """Load the optimizer state saved after `epoch` into a module whose optimizer is set up."""
-        updater_of(module).set_states(self.states_path(epoch).read_bytes())
+        updater = updater_of(module)
+        if updater is None:
+            log.warning("dist_async: the optimizer's state lives on the servers and restarts empty")
+            return
+        updater.set_states(self.states_path(epoch).read_bytes())

@@ -310,6 +310,18 @@ def scheduler_gpu_ids(environ: Mapping[str, str]) -> list[str]:
     return [gpu_id.strip() for gpu_id in visible.split(",") if gpu_id.strip()]
 
 
+def share_of_worker(environ: Mapping[str, str], gpus: int) -> Mapping[str, str]:
+    """One worker's view of the job's GPUs: when the scheduler gave the job more than one worker
+    uses (several workers on a node), the n-th run of `gpus` of them for the n-th worker on the
+    node: the local launcher numbers its workers 0..W-1 (DMLC_TASK_ID), srun its tasks on a node
+    (SLURM_LOCALID)."""
+    ids = scheduler_gpu_ids(environ)
+    if gpus == 0 or len(ids) <= gpus:
+        return environ
+    first = int(environ.get("DMLC_TASK_ID", environ.get("SLURM_LOCALID", "0"))) * gpus
+    return {**environ, "CUDA_VISIBLE_DEVICES": ",".join(ids[first : first + gpus])}
+
+
 def no_gpu_error(count: int, reason: str) -> InputError:
     return InputError(
         f"the experiment asks for {count} GPU{'s' if count > 1 else ''}, but {reason} "

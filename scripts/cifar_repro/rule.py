@@ -33,7 +33,9 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     handlers: list[logging.Handler] = [terminal]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        Path(log_path).write_text("")
+        # appending: the workers of a distributed job write to the same file
+        handlers.append(logging.FileHandler(log_path, mode="a"))
     logging.basicConfig(
         level=logging.DEBUG,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -10,14 +10,21 @@ Exact resume (checkpoints.py): each epoch builds its loader afresh with a shuffl
 the random operators (e.g. RReLU slopes) from (seed, epoch), one decoding thread makes the crops
 reproducible, and the learning rate is a function of the epoch, so a run resumed after its last
 checkpoint repeats exactly what an uninterrupted one does.
+
+Distributed (an experiment with `distributed`, in a worker started by distributed.py): the module
+trains through the job's kvstore; each worker reads its own part of the training .rec
+(ImageRecordIter's num_parts/part_index) for the same number of batches, so the global batch is
+batch_size x workers; rank 0 alone validates on the whole test set and writes checkpoints, metrics
+and the final model, and every worker resumes from the same checkpoint.
 """
 
 import contextlib
 import json
 import logging
 import math
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
 import mxnet as mx
@@ -26,12 +33,14 @@ import numpy as np
 from . import devices
 from .archive import NUM_CLASSES
 from .atomic import atomic_path
-from .checkpoints import Checkpoints, fingerprint, load_params, save_params, updater_of
-from .errors import TrainingError
+from .checkpoints import Checkpoints, current_optimizer, fingerprint, load_params, save_params
+from .distributed import Worker, join_kvstore
+from .errors import InputError, TrainingError
 from .layout import ExperimentFiles
 from .metrics import COLUMN_OF_MXNET_METRIC, TOP_K, reports_top_k, write_metrics
 from .models import check_mean_shape, frozen_parameters, initial_model
 from .provenance import provenance
+from .records import record_keys
 
 log = logging.getLogger("cifar-repro")
 
@@ -90,7 +99,11 @@ def metric_row(metric: mx.metric.EvalMetric, prefix: str) -> dict[str, float]:
     }
 
 
-def record_iter(data: Data, experiment: dict, train: bool, seed: int) -> mx.io.ImageRecordIter:
+def record_iter(
+    data: Data, experiment: dict, train: bool, seed: int, part: tuple[int, int] = (0, 1)
+) -> mx.io.ImageRecordIter:
+    """The training split (shuffled, augmented; `part` = (index, count) of it), or the whole test
+    split (centre crops)."""
     augment = experiment["augment"] if train else {"rand_crop": False, "rand_mirror": False}
     options = dict(
         path_imgrec=data.train_rec if train else data.val_rec,
@@ -105,6 +118,8 @@ def record_iter(data: Data, experiment: dict, train: bool, seed: int) -> mx.io.I
         # is free: one thread makes the draws reproducible. (seed_aug would too, but it reseeds by
         # position in the batch, so every batch of an epoch would get the same crops.)
         preprocess_threads=experiment["loader_threads"],
+        part_index=part[0],
+        num_parts=part[1],
     )
     if data.mean:
         options["mean_img"] = data.mean
@@ -160,6 +175,19 @@ def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: in
     return samples
 
 
+def equal_batches(data: Data, experiment: dict, workers: int) -> int:
+    """Batches every worker trains per epoch: full batches of the smallest part, so that all of them
+    push the same number of times (a worker waiting for one more push would wait forever)."""
+    images = len(record_keys(data.train_idx))
+    batches = images // workers // experiment["batch_size"]
+    if batches == 0:
+        raise InputError(
+            f"{data.train_idx}: {images} training images give none of {workers} workers a full "
+            f"batch of {experiment['batch_size']}"
+        )
+    return batches
+
+
 def train(
     name: str,
     experiment: dict,
@@ -169,7 +197,9 @@ def train(
     granted: Devices,
     init_symbol: str | None = None,
     init_params: str | None = None,
+    worker: Worker | None = None,
 ) -> None:
+    """Train `experiment`; `worker` when this process is one worker of a distributed job."""
     started = time.time()
     num_classes = NUM_CLASSES[experiment["dataset"]]
     if data.mean:
@@ -181,12 +211,17 @@ def train(
             "training on %d devices",
             name, experiment["gpus"], granted.gpus, granted.gpus,
         )  # fmt: skip
+    environ = devices.share_of_worker(os.environ, granted.gpus) if worker else os.environ
     assigned = devices.training_devices(
-        granted.gpus, granted.gpu_ids, granted.lock_dir, granted.allow_cpu_fallback, log
+        granted.gpus, granted.gpu_ids, granted.lock_dir, granted.allow_cpu_fallback, log, environ=environ
     )
     with assigned.lease or contextlib.nullcontext():
         checkpoints = Checkpoints(Path(checkpoint_dir), fingerprint(experiment, num_classes))
-        begin, rows = checkpoints.latest()
+        begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
+        kvstore = join_kvstore(experiment["distributed"]["kvstore"], worker) if worker else None
+        rank, workers = (kvstore.rank, kvstore.num_workers) if kvstore else (0, 1)
+        lead = rank == 0  # the one that validates and writes
+        batches_per_epoch = equal_batches(data, experiment, workers) if kvstore else None
         frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
         module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
         batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
@@ -201,17 +236,20 @@ def train(
             module.init_params(arg_params=resumed_arg, aux_params=resumed_aux)
         else:
             log.info("%s starts from %s", name, start.description)
-            # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised
+            # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised.
+            # Every worker draws the same values: the same seed, on the CPU.
             pretrained = start.arg_params is not None
             module.init_params(
                 mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
                 arg_params=start.arg_params, aux_params=start.aux_params,
                 allow_missing=pretrained, allow_extra=pretrained,
             )  # fmt: skip
-            save_params(checkpoints.params_path(0), *module.get_params())
+            if lead:
+                save_params(checkpoints.params_path(0), *module.get_params())
         # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
+        local_kvstore = "local" if assigned.contexts[0].device_type == "cpu" else "device"
         module.init_optimizer(
-            kvstore="local" if assigned.contexts[0].device_type == "cpu" else "device",
+            kvstore=kvstore or local_kvstore,
             optimizer=experiment["optimizer"],
             optimizer_params=experiment["optimizer_params"],
         )
@@ -222,14 +260,18 @@ def train(
         has_lr = experiment["optimizer"] not in WITHOUT_LEARNING_RATE
         for epoch in range(begin, experiment["num_epochs"]):
             lr = learning_rate(base_lr, experiment["lr_schedule"], epoch)
-            optimizer = updater_of(module).optimizer
+            optimizer = current_optimizer(module)
             if has_lr and (epoch == begin or lr != optimizer.lr):  # lr_scheduler's message
                 log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
             optimizer.set_learning_rate(lr)
             mx.random.seed(epoch_seed(experiment["seed"], epoch))
             tic = time.time()  # the epoch's loader start-up counts too
-            batches = record_iter(data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch))
-            samples = train_epoch(module, batches, metric, epoch, lr, experiment["disp_batches"])
+            batches = record_iter(
+                data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch), part=(rank, workers)
+            )
+            if batches_per_epoch:
+                batches = mx.io.ResizeIter(batches, batches_per_epoch)
+            samples = train_epoch(module, batches, metric, epoch, lr, experiment["disp_batches"]) * workers
             seconds = time.time() - tic
             log_metric(epoch, "Train", metric)
             log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
@@ -238,6 +280,8 @@ def train(
             # declaring them as outputs to the engine, so reading them now could race the last batch's
             # update (it did, for bn0, whose backward runs last). Wait for every pending operation.
             mx.nd.waitall()
+            if not lead:
+                continue
             # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
             # the average back makes validation, the checkpoint and a resumed run see the same model.
             module.set_params(*module.get_params())
@@ -251,6 +295,9 @@ def train(
             checkpoints.save(epoch + 1, module, rows)
             log.info('Saved checkpoint to "%s"', checkpoints.params_path(epoch + 1))
         final_arg, final_aux = module.get_params()
+    if not lead:
+        log.info("%s: worker rank %d done; rank 0 writes the outputs", name, rank)
+        return
     write_metrics(outputs.metrics, rows, num_classes)
     with atomic_path(outputs.symbol) as partial:
         start.symbol.save(str(partial))
@@ -267,6 +314,29 @@ def train(
         "final": rows[-1] if rows else None,
         **provenance(),
     }
+    if kvstore:
+        record["distributed"] = {
+            **experiment["distributed"],
+            "global_batch_size": batch_size * workers,
+            "batches_per_epoch": batches_per_epoch,
+        }
     with atomic_path(outputs.run) as partial:
         partial.write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: %d epochs, outputs %s", name, len(rows), ", ".join(asdict(outputs).values()))
+
+
+def train_from_json(arguments: dict, worker: Worker) -> None:
+    """train() in a worker of a distributed job, with the launcher's arguments (see as_json)."""
+    train(
+        **arguments | {
+            "data": Data(**arguments["data"]),
+            "outputs": ExperimentFiles(**arguments["outputs"]),
+            "granted": Devices(**arguments["granted"]),
+        },
+        worker=worker,
+    )  # fmt: skip
+
+
+def as_json(arguments: dict) -> dict:
+    """train()'s arguments as JSON values, for the workers of a distributed job."""
+    return {key: asdict(value) if is_dataclass(value) else value for key, value in arguments.items()}

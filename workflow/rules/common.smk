@@ -71,6 +71,13 @@ def check_references():
     unknown = [name for name in config["published_accuracy"] if name not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"published_accuracy: not experiments: {unknown}")
+    for name, experiment in EXPERIMENTS.items():
+        hosts = experiment.get("distributed", {}).get("hosts")
+        if hosts is not None and not Path(hosts).is_file():
+            raise ValueError(
+                f"experiments.{name}.distributed.hosts: {hosts!r} is not a file "
+                "(the ssh and mpi launchers read one host per line from it)"
+            )
 
 
 def warn_about_capped_gpus():
@@ -80,12 +87,17 @@ def warn_about_capped_gpus():
     if limit is None:
         return
     for name, experiment in EXPERIMENTS.items():
-        if experiment["gpus"] > limit:
+        if job_gpus(experiment) > limit:
             logger.warning(
-                f"!!! WARNING: experiment {name} asks for {experiment['gpus']} GPUs but this run allows "
-                f"--resources gpu={limit}: Snakemake caps it, so it will train on {limit} devices. "
-                f"Raise --resources gpu or lower experiments.{name}.gpus."
+                f"!!! WARNING: experiment {name} asks for {job_gpus(experiment)} GPUs but this run "
+                f"allows --resources gpu={limit}: Snakemake caps it, so it will train on {limit} "
+                f"devices. Raise --resources gpu or lower experiments.{name}.gpus."
             )
+
+
+def job_gpus(experiment):
+    """GPUs of an experiment's training job: `gpus` for each of its workers."""
+    return experiment["gpus"] * experiment.get("distributed", {}).get("workers", 1)
 
 
 check_references()
@@ -225,6 +237,15 @@ def training_minutes(wildcards):
     return max(
         60, round(experiment_config(wildcards)["num_epochs"] * HOURS_PER_EPOCH * 60)
     )
+
+
+def training_nodes(wildcards):
+    """Nodes of a training job: more than one only for the slurm launcher (one per worker unless
+    `distributed.nodes` says otherwise)."""
+    distributed = experiment_config(wildcards).get("distributed", {})
+    if distributed.get("launcher") != "slurm":
+        return 1
+    return distributed.get("nodes", distributed["workers"])
 
 
 def training_env(wildcards):

@@ -35,7 +35,8 @@ rule train:
     # a GPU job needs a few cores to decode and augment images (profiles raise it: set-threads)
     threads: 2
     resources:
-        gpu=lambda wildcards: experiment_config(wildcards)["gpus"],
+        gpu=lambda wildcards: job_gpus(experiment_config(wildcards)),
+        nodes=training_nodes,
         mem_mb=16000,
         runtime=training_minutes,
     params:

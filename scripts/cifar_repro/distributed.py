@@ -1,0 +1,271 @@
+"""Training in several processes that synchronise through MXNet's parameter servers (kvstore dist_*),
+started by MXNet's own tracker: the `dmlc_tracker` package of the mxnet wheel, as its
+tools/launch.py uses it. Nothing here serves parameters or schedules nodes.
+
+The rule's process is the launcher. It writes the job (the arguments of `training.train`) to a JSON
+file and hands dmlc_tracker one command, `python -m cifar_repro.distributed JOB.json`: the tracker
+runs it here as the scheduler and through the chosen launcher (local, ssh, mpi, slurm) as every
+server and worker. In a server or the scheduler, `import mxnet` serves and exits; a worker trains.
+
+ps-lite waits forever when a peer dies, and the tracker's launchers only raise in one of their
+threads. So the launcher watches: when any process it started exits non-zero or is killed, it stops
+the others and fails with one line naming the role, rank and exit status. Concurrent launches on
+one machine take turns until their scheduler listens, because the tracker picks the first port of
+9091-9999 that binds at the moment it looks, before the scheduler takes it.
+"""
+
+import ast
+import fcntl
+import json
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from .atomic import atomic_path
+from .errors import InputError, TrainingError
+
+log = logging.getLogger("cifar-repro")
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[1]
+STOP_GRACE_SECONDS = 10  # SIGTERM, then SIGKILL: every process is gone well within 30 s
+SCHEDULER_START_SECONDS = 60
+# the tracker's threads raise these when a process they started fails
+LOCAL_FAILURE = re.compile(r"Get nonzero return code=(-?\d+) on \[.*?\] (\{.*\})", re.DOTALL)
+
+
+def patch_tracker_for_python_3_9() -> None:
+    """mxnet 1.9.1's dmlc_tracker calls Thread.isAlive, which Python 3.9 removed; it is is_alive."""
+    if not hasattr(threading.Thread, "isAlive"):
+        threading.Thread.isAlive = threading.Thread.is_alive
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Where a worker of the job logs and says who it is."""
+
+    log_path: str  # the rule's log: rank 0 appends its progress there, as a single process would
+    run_dir: str  # each worker's rank file (task-<launcher task>) and, beyond rank 0, its log
+
+
+@dataclass(frozen=True)
+class Job:
+    train_arguments: dict  # of training.train, as JSON
+    worker: Worker
+
+
+def worker_command(job_path: Path) -> str:
+    """The one command the tracker runs for the scheduler, every server and every worker. The
+    package is put on PYTHONPATH in the command itself, as ssh and srun pass on few variables."""
+    return " ".join(
+        shlex.quote(word)
+        for word in ["env", f"PYTHONPATH={SCRIPTS_DIR}", sys.executable, "-m", __name__, str(job_path)]
+    )
+
+
+def tracker_options(distributed: dict, command: str) -> list[str]:
+    """dmlc_tracker's command line (dmlc_tracker/opts.py) for the experiment's `distributed`."""
+    options = [
+        "--cluster", distributed["launcher"],
+        "--num-workers", str(distributed["workers"]),
+        "--num-servers", str(distributed["servers"]),
+    ]  # fmt: skip
+    if distributed["launcher"] == "local":  # every connection on loopback
+        options += ["--host-ip", "127.0.0.1"]
+    if "hosts" in distributed:
+        options += ["--host-file", distributed["hosts"]]
+    if distributed["launcher"] == "slurm":
+        nodes = distributed.get("nodes", distributed["workers"])
+        options += ["--slurm-worker-nodes", str(min(nodes, distributed["workers"]))]
+        options += ["--slurm-server-nodes", str(min(nodes, distributed["servers"]))]
+    return [*options, command]
+
+
+def check_launcher(distributed: dict, environ=os.environ) -> None:
+    if distributed["launcher"] == "slurm" and "SLURM_JOB_ID" not in environ:
+        raise InputError(
+            "distributed.launcher slurm starts its servers and workers with srun inside a Slurm "
+            "allocation, and this job runs outside one: run it with the slurm profile "
+            "(--workflow-profile workflow/profiles/slurm), or choose launcher local, ssh or mpi"
+        )
+
+
+def exit_status(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    if code > 128 and code - 128 in signal.valid_signals():  # a shell reports a killed child so
+        return f"was killed by {signal.Signals(code - 128).name}"
+    return f"exited with status {code}"
+
+
+def recorded_rank(run_dir: Path, task: str) -> str | None:
+    path = run_dir / f"task-{task}"
+    return path.read_text().strip() if path.exists() else None
+
+
+def describe_failure(error: BaseException, run_dir: Path) -> str:
+    """One line on which process of the job failed and how, from what a tracker thread raised."""
+    text = str(error)
+    local = LOCAL_FAILURE.search(text)
+    if local:  # dmlc_tracker/local.py: the return code and the process's environment
+        environment = ast.literal_eval(local.group(2))
+        role, task = environment.get("DMLC_ROLE", "process"), environment.get("DMLC_TASK_ID", "?")
+        status = exit_status(int(local.group(1)))
+        rank = recorded_rank(run_dir, task) if role == "worker" else None
+        named = f"{role} rank {rank} (launcher task {task})" if rank else f"{role} (launcher task {task})"
+        return f"{named} {status}"
+    if isinstance(error, subprocess.CalledProcessError):  # ssh, mpi, slurm, or the scheduler
+        command = error.cmd if isinstance(error.cmd, str) else " ".join(error.cmd)
+        role = re.search(r"DMLC_ROLE=(\w+)", command)
+        named = f"{role.group(1)}s" if role else "scheduler"
+        return f"the {named} {exit_status(error.returncode)} (command: {command[-200:]})"
+    return f"the launcher failed: {type(error).__name__}: {text[:300]}"
+
+
+class Watch:
+    """Collects the failures the tracker's threads raise, and stops every process this one started."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.failures: list[str] = []
+        self.failed = threading.Event()
+
+    def excepthook(self, args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        self.failures.append(describe_failure(args.exc_value, self.run_dir))
+        self.failed.set()
+
+    @staticmethod
+    def stop_all() -> None:
+        """SIGTERM to every descendant, SIGKILL to those still there after a grace period."""
+        processes = psutil.Process().children(recursive=True)
+        for process in processes:
+            with _gone_is_fine():
+                process.terminate()
+        _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECONDS)
+        for process in alive:
+            with _gone_is_fine():
+                process.kill()
+        psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
+
+
+class _gone_is_fine:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        return exc_type is not None and issubclass(exc_type, psutil.NoSuchProcess)
+
+
+def scheduler_listens() -> bool:
+    """Whether a scheduler this process started has bound its port."""
+    for process in psutil.Process().children(recursive=True):
+        with _gone_is_fine():
+            if process.environ().get("DMLC_ROLE") == "scheduler" and any(
+                connection.status == psutil.CONN_LISTEN for connection in process.net_connections("tcp")
+            ):
+                return True
+    return False
+
+
+def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path) -> None:
+    """Run the job through dmlc_tracker; return when every process has finished, or raise
+    TrainingError naming the first one that failed (after stopping the rest)."""
+    check_launcher(distributed)
+    patch_tracker_for_python_3_9()
+    from dmlc_tracker import local, mpi, opts, slurm, ssh  # the wheel's tracker, after the patch
+
+    launchers = {"local": local, "ssh": ssh, "mpi": mpi, "slurm": slurm}
+    with atomic_path(job_path) as partial:
+        partial.write_text(json.dumps(asdict(job), indent=2))
+    Path(job.worker.run_dir).mkdir(parents=True, exist_ok=True)
+    for stale in Path(job.worker.run_dir).glob("task-*"):
+        stale.unlink()
+    if distributed["launcher"] == "local":
+        os.environ["DMLC_NODE_HOST"] = "127.0.0.1"  # servers and workers announce loopback
+    arguments = opts.get_opts(tracker_options(distributed, worker_command(job_path)))
+    watch = Watch(Path(job.worker.run_dir))
+    threading.excepthook = watch.excepthook
+    launch_lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(launch_lock, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # until our scheduler listens (see the module's text)
+        log.info("launching %s", " ".join(shlex.quote(word) for word in sys.argv[:1] + arguments.command))
+        tracker = threading.Thread(target=launchers[distributed["launcher"]].submit, args=(arguments,))
+        tracker.start()
+        deadline = time.monotonic() + SCHEDULER_START_SECONDS
+        while not scheduler_listens() and tracker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    while tracker.is_alive():
+        if watch.failed.wait(0.5):
+            log.error("%s: stopping the other processes of the job", watch.failures[0])
+            watch.stop_all()
+            tracker.join()
+    threading.excepthook = threading.__excepthook__
+    if watch.failures:
+        raise TrainingError(f"distributed training failed: {watch.failures[0]}")
+
+
+def train_distributed(arguments: dict, log_path: str, lock_dir: str) -> None:
+    """training.train's `arguments`, run by the job's workers."""
+    from .training import as_json
+
+    run_dir = Path(arguments["checkpoint_dir"]) / "distributed"
+    job = Job(as_json(arguments), Worker(log_path, str(run_dir)))
+    launch(job, arguments["experiment"]["distributed"], run_dir / "job.json", Path(lock_dir) / "launch.lock")
+
+
+def launcher_task(environ=os.environ) -> str:
+    """This process's index among those the launcher started (workers first)."""
+    return environ.get("DMLC_TASK_ID", environ.get("SLURM_PROCID", "0"))
+
+
+def join_kvstore(kind: str, worker: Worker):
+    """Join the job's kvstore (blocks until every process has registered) and log as its rank.
+
+    Except with dist_async, the workers apply the updates themselves (MXNET_UPDATE_ON_KVSTORE=0):
+    the servers only sum the gradients, and the optimizer's state stays in each worker, identical
+    in all of them, so a checkpoint holds it and a resumed run restores it."""
+    import mxnet as mx
+
+    if kind != "dist_async":
+        os.environ["MXNET_UPDATE_ON_KVSTORE"] = "0"
+    kvstore = mx.kv.create(kind)
+    run_dir = Path(worker.run_dir)
+    (run_dir / f"task-{launcher_task()}").write_text(f"{kvstore.rank}\n")
+    own_log = worker.log_path if kvstore.rank == 0 else run_dir / f"worker-{kvstore.rank}.log"
+    handler = logging.FileHandler(own_log, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    log.info("worker rank %d of %d (launcher task %s), kvstore %s", kvstore.rank, kvstore.num_workers,
+             launcher_task(), kind)  # fmt: skip
+    return kvstore
+
+
+def run_worker(job_path: str) -> None:
+    """A process of the job: the scheduler and the servers serve inside `import mxnet`."""
+    import mxnet  # noqa: F401 -- for DMLC_ROLE scheduler/server this serves, then exits
+
+    from .rule import setup_logging
+    from .training import train_from_json
+
+    setup_logging(None)
+    job = json.loads(Path(job_path).read_text())
+    try:
+        train_from_json(job["train_arguments"], Worker(**job["worker"]))
+    except Exception:
+        log.exception("worker (launcher task %s) failed", launcher_task())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1])

@@ -1,0 +1,196 @@
+"""Distributed training through MXNet's own tracker and parameter servers (kvstore dist_sync), on CPU
+over loopback, through the real `snakemake` CLI: two workers and a server train, a killed worker
+stops the whole job with one line, and a rerun resumes."""
+
+import copy
+import csv
+import inspect
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import dmlc_tracker.tracker
+import mxnet as mx
+import psutil
+import pytest
+from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
+
+from cifar_repro import checkpoints, distributed, layout, training
+from cifar_repro.errors import InputError
+
+SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
+DISTRIBUTED = {"workers": 2, "servers": 1, "kvstore": "dist_sync", "launcher": "local"}
+EXPERIMENT = {
+    "dataset": "cifar10",
+    "network": "resnet",
+    "num_layers": 8,
+    "data_shape": [3, 28, 28],
+    "batch_size": 20,
+    "num_epochs": 3,
+    "optimizer": "sgd",
+    "optimizer_params": {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.0001},
+    "lr_schedule": {"type": "factor", "factor": 0.5, "step_epochs": 1},
+    "augment": {"rand_crop": True, "rand_mirror": True},
+    "seed": 3,
+    "disp_batches": 2,
+    "gpus": 0,
+    "distributed": DISTRIBUTED,
+}
+
+
+def write_config(folder, experiments):
+    config = synthetic_config(SIZES, gpu_lock_dir=str(folder / "locks"), experiments=experiments)
+    (folder / "config").mkdir(exist_ok=True)
+    (folder / "config" / "config.yaml").write_text(json.dumps(config))
+
+
+def metrics_rows(folder, name):
+    with open(folder / layout.experiment_dir("results", name) / "metrics.csv") as rows:
+        return list(csv.DictReader(rows))
+
+
+def job_processes():
+    """Live processes of any distributed job (scheduler, servers, workers)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if "cifar_repro.distributed" in " ".join(process.info["cmdline"] or []):
+            found.append(process)
+    return found
+
+
+def test_the_wheels_tracker_still_needs_the_python_3_9_patch():
+    # When this fails, mxnet's dmlc_tracker no longer calls Thread.isAlive: drop the patch.
+    assert ".isAlive()" in inspect.getsource(dmlc_tracker.tracker.PSTracker)
+    distributed.patch_tracker_for_python_3_9()
+    assert threading.Thread.isAlive is threading.Thread.is_alive
+
+
+def test_tracker_options_keep_a_local_job_on_loopback():
+    options = distributed.tracker_options(DISTRIBUTED, "CMD")
+    assert options[-1] == "CMD"
+    assert options[options.index("--host-ip") + 1] == "127.0.0.1"
+    assert options[options.index("--num-workers") + 1] == "2"
+    slurm = distributed.tracker_options({**DISTRIBUTED, "launcher": "slurm", "nodes": 1}, "CMD")
+    assert "--host-ip" not in slurm
+    assert slurm[slurm.index("--slurm-worker-nodes") + 1] == "1"
+
+
+def test_the_slurm_launcher_outside_an_allocation_is_refused():
+    with pytest.raises(InputError, match="inside a Slurm allocation"):
+        distributed.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={})
+    distributed.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={"SLURM_JOB_ID": "7"})
+
+
+def test_a_failure_is_described_by_role_rank_and_status(tmp_path):
+    (tmp_path / "task-1").write_text("0\n")
+    killed = RuntimeError(
+        "Get nonzero return code=-9 on ['env', 'python'] {'DMLC_ROLE': 'worker', 'DMLC_TASK_ID': '1'}"
+    )
+    assert distributed.describe_failure(killed, tmp_path) == (
+        "worker rank 0 (launcher task 1) was killed by SIGKILL"
+    )
+    server = RuntimeError("Get nonzero return code=3 on ['x'] {'DMLC_ROLE': 'server', 'DMLC_TASK_ID': '2'}")
+    assert distributed.describe_failure(server, tmp_path) == "server (launcher task 2) exited with status 3"
+    srun = subprocess.CalledProcessError(137, "DMLC_ROLE=worker srun -N 2 -n 2 python")
+    assert distributed.describe_failure(srun, tmp_path).startswith("the workers was killed by SIGKILL")
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"workers": 0}, "workers"),
+        ({"kvstore": "dist"}, "kvstore"),
+        ({"launcher": "ssh"}, "hosts"),
+        ({"launcher": "mpi", "hosts": "/nonexistent/hosts"}, "is not a file"),
+    ],
+)
+def test_bad_distributed_configs_fail_at_validation(tmp_path, change, message):
+    write_config(tmp_path, {"dist": {**EXPERIMENT, "distributed": {**DISTRIBUTED, **change}}})
+    result = run_snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_dist_async_needs_a_fixed_learning_rate(tmp_path):
+    spec = copy.deepcopy(EXPERIMENT)
+    spec["distributed"]["kvstore"] = "dist_async"
+    write_config(tmp_path, {"dist": spec})
+    result = run_snakemake(tmp_path, "-n")
+    assert result.returncode != 0 and "'fixed' was expected" in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_two_workers_and_a_server_train_and_rank_0_validates_the_whole_test_set(tmp_path):
+    write_config(tmp_path, {"dist": EXPERIMENT})
+    result = run_snakemake(tmp_path, "results/experiments/dist/metrics.csv")
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = metrics_rows(tmp_path, "dist")
+    # the learning rate counts epochs as a single process does
+    assert [float(row["lr"]) for row in rows] == [training.learning_rate(0.1, EXPERIMENT["lr_schedule"], e)
+                                                  for e in range(3)]  # fmt: skip
+    files = layout.experiment_files("results", "dist")
+    run = json.loads((tmp_path / files.run).read_text())
+    # 300 images, 150 per worker: 7 full batches of 20 each
+    assert run["distributed"]["global_batch_size"] == 40
+    assert run["distributed"]["batches_per_epoch"] == 7
+    log = (tmp_path / layout.training_log("results", "dist")).read_text()
+    assert "worker rank 0 of 2" in log and "Epoch[2] Validation-accuracy=" in log
+    assert "Epoch[0] Batch [6]" in log and "Epoch[0] Batch [8]" not in log  # 7 batches, not rank 0's 8
+    run_dir = tmp_path / layout.checkpoint_dir("results", "dist") / "distributed"
+    assert "worker rank 1 of 2" in (run_dir / "worker-1.log").read_text()
+    # rank 0's last validation is the final model's accuracy over the whole test set
+    symbol = mx.sym.load(str(tmp_path / files.symbol))
+    arg, aux = checkpoints.load_params(tmp_path / files.params)
+    module = mx.mod.Module(symbol, context=mx.cpu())
+    module.bind(
+        data_shapes=[("data", (20, 3, 28, 28))], label_shapes=[("softmax_label", (20,))], for_training=False
+    )
+    module.set_params(arg, aux)
+    data = training.Data(*(str(tmp_path / f"results/cifar10/rec/{s}") for s in
+                           ("train.rec", "train.idx", "test.rec", "test.idx")))  # fmt: skip
+    metric = training.make_metric(10)
+    training.evaluate(module, training.record_iter(data, run["config"], train=False, seed=0), metric)
+    accuracy = dict(metric.get_name_value())["accuracy"]
+    assert float(rows[-1]["val_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+    assert metric.metrics[0].num_inst == 100  # every test image
+    assert not job_processes()
+
+
+@pytest.mark.workflow
+def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_path):
+    write_config(tmp_path, {"dist": {**EXPERIMENT, "num_epochs": 4}})
+    target = "results/experiments/dist/metrics.csv"
+    log = tmp_path / layout.training_log("results", "dist")
+    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
+               "--cores", "2", target]  # fmt: skip
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    running = subprocess.Popen(command, env=env, cwd=tmp_path, **output)
+    deadline = time.time() + 300
+    while not (log.exists() and "Epoch[1] Batch [2]" in log.read_text()):
+        assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"
+        time.sleep(0.05)
+    victim = next(p for p in job_processes() if p.environ().get("DMLC_ROLE") == "worker"
+                  and p.environ().get("DMLC_TASK_ID") == "1")  # fmt: skip
+    killed_at = time.time()
+    os.kill(victim.pid, signal.SIGKILL)
+    running.communicate(timeout=120)
+    assert running.returncode != 0
+    assert time.time() - killed_at < 30 + 10  # the job's processes stopped, snakemake noticed
+    last_line = log.read_text().strip().splitlines()[-1]
+    assert "distributed training failed: worker rank" in last_line
+    assert "(launcher task 1) was killed by SIGKILL" in last_line
+    assert not job_processes()
+    progress = json.loads((tmp_path / layout.checkpoint_dir("results", "dist") / "progress.json").read_text())
+    assert progress["epoch"] == 1
+
+    assert run_snakemake(tmp_path, "--unlock").returncode == 0
+    result = run_snakemake(tmp_path, target)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming dist after epoch 1" in log.read_text()
+    assert [row["epoch"] for row in metrics_rows(tmp_path, "dist")] == ["1", "2", "3", "4"]
