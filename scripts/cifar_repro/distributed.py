@@ -15,6 +15,7 @@ one machine take turns until their scheduler listens, because the tracker picks 
 """
 
 import ast
+import contextlib
 import fcntl
 import json
 import logging
@@ -37,6 +38,7 @@ from .errors import InputError, TrainingError
 log = logging.getLogger("cifar-repro")
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
+GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # a process that ended while we looked
 STOP_GRACE_SECONDS = 10  # SIGTERM, then SIGKILL: every process is gone well within 30 s
 SCHEDULER_START_SECONDS = 60
 # the tracker's threads raise these when a process they started fails
@@ -150,27 +152,19 @@ class Watch:
         """SIGTERM to every descendant, SIGKILL to those still there after a grace period."""
         processes = psutil.Process().children(recursive=True)
         for process in processes:
-            with _gone_is_fine():
+            with contextlib.suppress(*GONE):
                 process.terminate()
         _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECONDS)
         for process in alive:
-            with _gone_is_fine():
+            with contextlib.suppress(*GONE):
                 process.kill()
         psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
-
-
-class _gone_is_fine:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        return exc_type is not None and issubclass(exc_type, psutil.NoSuchProcess)
 
 
 def scheduler_listens() -> bool:
     """Whether a scheduler this process started has bound its port."""
     for process in psutil.Process().children(recursive=True):
-        with _gone_is_fine():
+        with contextlib.suppress(*GONE):
             if process.environ().get("DMLC_ROLE") == "scheduler" and any(
                 connection.status == psutil.CONN_LISTEN for connection in process.net_connections("tcp")
             ):
@@ -199,7 +193,10 @@ def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path) -> No
     launch_lock.parent.mkdir(parents=True, exist_ok=True)
     with open(launch_lock, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # until our scheduler listens (see the module's text)
-        log.info("launching %s", " ".join(shlex.quote(word) for word in sys.argv[:1] + arguments.command))
+        log.info(
+            "dmlc_tracker --cluster %s: %d workers, %d servers, each running %s",
+            distributed["launcher"], distributed["workers"], distributed["servers"], arguments.command[0],
+        )  # fmt: skip
         tracker = threading.Thread(target=launchers[distributed["launcher"]].submit, args=(arguments,))
         tracker.start()
         deadline = time.monotonic() + SCHEDULER_START_SECONDS

@@ -10,6 +10,8 @@
 # Needs root (Debian's packages, device files, daemons). Facts behind the settings:
 # ../shared/notes/slurm-local.md.
 set -euo pipefail
+# the daemons live in sbin, which a minimal environment's PATH (env -i, some CI runners) lacks
+export PATH="$PATH:/usr/sbin:/sbin"
 action=${1:?start or stop}
 dir=$(realpath -m "${2:?state directory}")
 host=$(hostname -s)
