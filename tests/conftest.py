@@ -1,6 +1,7 @@
 """Fixtures shared by the tests: CIFAR-format archives generated in the official layout, a loopback
 HTTP server that serves them, and a runner for the real `snakemake` command line."""
 
+import copy
 import functools
 import hashlib
 import http.server
@@ -125,3 +126,24 @@ def synthetic_config(sizes: dict[str, tuple[int, int]], **overrides) -> dict:
     }
     config.update(overrides)
     return config
+
+
+# A CPU-sized experiment for the training tests: ResNet-8 on 28x28 crops, 3 epochs of batches of 20
+TINY_EXPERIMENT = {
+    "dataset": "cifar10",
+    "network": "resnet",
+    "num_layers": 8,
+    "data_shape": [3, 28, 28],
+    "batch_size": 20,
+    "num_epochs": 3,
+    "optimizer": "sgd",
+    "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
+    "augment": {"rand_crop": True, "rand_mirror": True},
+    "seed": 3,
+    "disp_batches": 5,
+}
+
+
+def tiny_experiment(**changes) -> dict:
+    """TINY_EXPERIMENT with top-level keys replaced."""
+    return copy.deepcopy(TINY_EXPERIMENT) | changes

@@ -16,29 +16,20 @@ import dmlc_tracker.tracker
 import mxnet as mx
 import psutil
 import pytest
-from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
+from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config, tiny_experiment
 
 from cifar_repro import checkpoints, distributed, layout, training
 from cifar_repro.errors import InputError
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
 DISTRIBUTED = {"workers": 2, "servers": 1, "kvstore": "dist_sync", "launcher": "local"}
-EXPERIMENT = {
-    "dataset": "cifar10",
-    "network": "resnet",
-    "num_layers": 8,
-    "data_shape": [3, 28, 28],
-    "batch_size": 20,
-    "num_epochs": 3,
-    "optimizer": "sgd",
-    "optimizer_params": {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.0001},
-    "lr_schedule": {"type": "factor", "factor": 0.5, "step_epochs": 1},
-    "augment": {"rand_crop": True, "rand_mirror": True},
-    "seed": 3,
-    "disp_batches": 2,
-    "gpus": 0,
-    "distributed": DISTRIBUTED,
-}
+EXPERIMENT = tiny_experiment(
+    optimizer_params={"learning_rate": 0.1, "momentum": 0.9, "wd": 0.0001},
+    lr_schedule={"type": "factor", "factor": 0.5, "step_epochs": 1},
+    disp_batches=2,
+    gpus=0,
+    distributed=DISTRIBUTED,
+)
 
 
 def write_config(folder, experiments):

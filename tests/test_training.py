@@ -1,7 +1,6 @@
 """Training through the real `snakemake` CLI on CPU with generated data: learning, schedules,
 optimizers, data parallelism, fine-tuning, exact resume after SIGKILL, GPU leases, bad configs."""
 
-import copy
 import csv
 import hashlib
 import itertools
@@ -17,32 +16,16 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config
+from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config, tiny_experiment
 
 from cifar_repro import checkpoints, layout, models, networks, training
 from cifar_repro.errors import InputError
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
-BASE = {
-    "dataset": "cifar10",
-    "network": "resnet",
-    "num_layers": 8,
-    "data_shape": [3, 28, 28],
-    "batch_size": 20,
-    "num_epochs": 3,
-    "optimizer": "sgd",
-    "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "augment": {"rand_crop": True, "rand_mirror": True},
-    "seed": 3,
-    "disp_batches": 5,
-}
 TIMING_COLUMNS = {"seconds", "samples_per_second"}
 
 
-def experiment(**changes):
-    spec = copy.deepcopy(BASE)
-    spec.update(changes)
-    return spec
+experiment = tiny_experiment
 
 
 def read_metrics(path):
