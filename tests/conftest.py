@@ -2,6 +2,7 @@
 HTTP server that serves them, and a runner for the real `snakemake` command line."""
 
 import copy
+import csv
 import functools
 import hashlib
 import http.server
@@ -147,3 +148,16 @@ TINY_EXPERIMENT = {
 def tiny_experiment(**changes) -> dict:
     """TINY_EXPERIMENT with top-level keys replaced."""
     return copy.deepcopy(TINY_EXPERIMENT) | changes
+
+
+# metrics.csv columns that depend on the machine's speed, not on the training
+TIMING_COLUMNS = {"seconds", "samples_per_second"}
+
+
+def read_metrics(path) -> list[dict]:
+    with open(path) as rows:
+        return list(csv.DictReader(rows))
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]

@@ -1,7 +1,6 @@
 """The demo through a real (local, single-node) Slurm cluster and the Slurm profile: `make
 test-cluster` starts the cluster (tests/cluster/local_slurm.sh) and sets SLURM_CONF."""
 
-import csv
 import itertools
 import json
 import os
@@ -11,7 +10,7 @@ from datetime import datetime
 
 import pytest
 import yaml
-from conftest import BIN, REPO, SNAKEFILE
+from conftest import BIN, REPO, SNAKEFILE, read_metrics, without_timing
 
 from cifar_repro import layout
 
@@ -109,14 +108,8 @@ def test_metrics_equal_a_local_run_with_the_same_seed(cluster_run, tmp_path):
     result = snakemake(local, *DEMO_RUN, "--cores", "2", layout.experiment_files(OUT, name).metrics)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    def without_timing(folder):
-        with open(folder / layout.experiment_files(OUT, name).metrics) as rows:
-            return [
-                {k: v for k, v in row.items() if k not in ("seconds", "samples_per_second")}
-                for row in csv.DictReader(rows)
-            ]
-
-    assert without_timing(workdir) == without_timing(local)
+    metrics = layout.experiment_files(OUT, name).metrics
+    assert without_timing(read_metrics(workdir / metrics)) == without_timing(read_metrics(local / metrics))
 
 
 def test_the_report_builds(cluster_run):

@@ -1,31 +1,46 @@
 """Distributed training through MXNet's own tracker and parameter servers (kvstore dist_sync), on CPU
-over loopback, through the real `snakemake` CLI: two workers and a server train, a killed worker
-stops the whole job with one line, and a rerun resumes."""
+over loopback, through the real `snakemake` CLI: two workers and a server train on disjoint halves
+of the data and match a single process with the same global batch, a killed worker stops the whole
+job with one line and a rerun resumes to the metrics of an uninterrupted run, and two jobs run at
+once on one machine."""
 
 import copy
-import csv
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 
+import dmlc_tracker.slurm
 import dmlc_tracker.tracker
 import mxnet as mx
+import numpy as np
 import psutil
 import pytest
-from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config, tiny_experiment
+from conftest import (
+    BIN,
+    SNAKEFILE,
+    read_metrics,
+    run_snakemake,
+    synthetic_config,
+    tiny_experiment,
+    without_timing,
+)
 
 from cifar_repro import checkpoints, distributed, layout, training
 from cifar_repro.errors import InputError
 
-SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
+SIZES = {"cifar10": (61, 50)}  # 610 training images (305 per worker), 500 test images
 DISTRIBUTED = {"workers": 2, "servers": 1, "kvstore": "dist_sync", "launcher": "local"}
+# 10 epochs and a decaying rate, so that a single process and the distributed job both settle (on
+# fewer, the validation accuracy of so small a net swings by 10 points from epoch to epoch)
 EXPERIMENT = tiny_experiment(
+    num_epochs=10,
     optimizer_params={"learning_rate": 0.1, "momentum": 0.9, "wd": 0.0001},
-    lr_schedule={"type": "factor", "factor": 0.5, "step_epochs": 1},
+    lr_schedule={"type": "factor", "factor": 0.7, "step_epochs": 1},
     disp_batches=2,
     gpus=0,
     distributed=DISTRIBUTED,
@@ -39,8 +54,13 @@ def write_config(folder, experiments):
 
 
 def metrics_rows(folder, name):
-    with open(folder / layout.experiment_dir("results", name) / "metrics.csv") as rows:
-        return list(csv.DictReader(rows))
+    return read_metrics(folder / layout.experiment_files("results", name).metrics)
+
+
+def log_span(folder, name):
+    """The first and last time stamp of a training job's log, in seconds."""
+    lines = (folder / layout.training_log("results", name)).read_text().splitlines()
+    return tuple(time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) for line in (lines[0], lines[-1]))
 
 
 def job_processes():
@@ -75,6 +95,31 @@ def test_the_slurm_launcher_outside_an_allocation_is_refused():
     distributed.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={"SLURM_JOB_ID": "7"})
 
 
+def test_the_wheels_slurm_launcher_still_passes_an_option_srun_dropped():
+    # When this fails, dmlc_tracker/slurm.py runs on current Slurm: use it instead of srun_submit.
+    assert "srun --share" in inspect.getsource(dmlc_tracker.slurm)
+
+
+def test_each_worker_reads_a_disjoint_part_of_the_training_records(tmp_path):
+    records = 300
+    rec, idx = tmp_path / "train.rec", tmp_path / "train.idx"
+    writer = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "w")
+    image = np.zeros((32, 32, 3), np.uint8)
+    for key in range(records):  # each record's label is its key
+        writer.write_idx(key, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(key), key, 0), image))
+    writer.close()
+    data = training.Data(str(rec), str(idx), str(rec), str(idx))
+    spec = {**EXPERIMENT, "loader_threads": 1}
+    seen = []
+    for rank in range(2):
+        labels = []
+        for batch in training.record_iter(data, spec, train=True, seed=5, part=(rank, 2)):
+            labels += batch.label[0].asnumpy()[: spec["batch_size"] - batch.pad].astype(int).tolist()
+        seen.append(labels)
+    assert len(seen[0]) == len(set(seen[0])) == records // 2 == len(seen[1]) == len(set(seen[1]))
+    assert not set(seen[0]) & set(seen[1]) and set(seen[0]) | set(seen[1]) == set(range(records))
+
+
 def test_a_failure_is_described_by_role_rank_and_status(tmp_path):
     (tmp_path / "task-1").write_text("0\n")
     killed = RuntimeError(
@@ -87,6 +132,10 @@ def test_a_failure_is_described_by_role_rank_and_status(tmp_path):
     assert distributed.describe_failure(server, tmp_path) == "server (launcher task 2) exited with status 3"
     srun = subprocess.CalledProcessError(137, "DMLC_ROLE=worker srun -N 2 -n 2 python")
     assert distributed.describe_failure(srun, tmp_path).startswith("the workers was killed by SIGKILL")
+    step = distributed.StepFailed("worker", 137, ["srun: error: node7: task 1: Killed"])
+    assert distributed.describe_failure(step, tmp_path) == "worker rank 0 (srun task 1): Killed"
+    servers = distributed.StepFailed("server", 1, [])
+    assert distributed.describe_failure(servers, tmp_path) == "the servers' srun step exited with status 1"
 
 
 @pytest.mark.workflow
@@ -115,46 +164,84 @@ def test_dist_async_needs_a_fixed_learning_rate(tmp_path):
     assert result.returncode != 0 and "'fixed' was expected" in result.stdout + result.stderr
 
 
-@pytest.mark.workflow
-def test_two_workers_and_a_server_train_and_rank_0_validates_the_whole_test_set(tmp_path):
-    write_config(tmp_path, {"dist": EXPERIMENT})
-    result = run_snakemake(tmp_path, "results/experiments/dist/metrics.csv")
+@pytest.fixture(scope="module")
+def two_jobs_at_once(tmp_path_factory):
+    """Two identical distributed jobs trained at the same time, then a single process with the same
+    global batch (2 workers x 20 against 40 over 2 contexts: BatchNorm sees 20 images either way)."""
+    folder = tmp_path_factory.mktemp("distributed")
+    single = {key: value for key, value in EXPERIMENT.items() if key != "distributed"} | {
+        "batch_size": 40,
+        "gpus": 2,
+    }
+    write_config(folder, {"dist": EXPERIMENT, "twin": EXPERIMENT, "single": single})
+    targets = [layout.experiment_files("results", name).metrics for name in ("dist", "twin")]
+    result = run_snakemake(folder, *targets, "--cores", "4")  # room for both jobs at once
     assert result.returncode == 0, result.stderr[-4000:]
-    rows = metrics_rows(tmp_path, "dist")
+    result = run_snakemake(folder, layout.experiment_files("results", "single").metrics)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return folder
+
+
+@pytest.mark.workflow
+def test_two_workers_and_a_server_train_like_one_process_and_rank_0_validates_the_whole_test_set(
+    two_jobs_at_once,
+):
+    folder = two_jobs_at_once
+    rows = metrics_rows(folder, "dist")
+    # the same global batch and seed: within 2 points of one process
+    final_single = float(metrics_rows(folder, "single")[-1]["val_accuracy"])
+    assert float(rows[-1]["val_accuracy"]) == pytest.approx(final_single, abs=0.02)
+    assert float(rows[-1]["val_accuracy"]) > 0.5  # both learned: 10 classes
     # the learning rate counts epochs as a single process does
-    assert [float(row["lr"]) for row in rows] == [training.learning_rate(0.1, EXPERIMENT["lr_schedule"], e)
-                                                  for e in range(3)]  # fmt: skip
+    assert [float(row["lr"]) for row in rows] == [
+        training.learning_rate(0.1, EXPERIMENT["lr_schedule"], epoch)
+        for epoch in range(EXPERIMENT["num_epochs"])
+    ]
     files = layout.experiment_files("results", "dist")
-    run = json.loads((tmp_path / files.run).read_text())
-    # 300 images, 150 per worker: 7 full batches of 20 each
+    run = json.loads((folder / files.run).read_text())
+    # 610 images, 305 per worker: 15 full batches of 20 each
     assert run["distributed"]["global_batch_size"] == 40
-    assert run["distributed"]["batches_per_epoch"] == 7
-    log = (tmp_path / layout.training_log("results", "dist")).read_text()
-    assert "worker rank 0 of 2" in log and "Epoch[2] Validation-accuracy=" in log
-    assert "Epoch[0] Batch [6]" in log and "Epoch[0] Batch [8]" not in log  # 7 batches, not rank 0's 8
-    run_dir = tmp_path / layout.checkpoint_dir("results", "dist") / "distributed"
+    assert run["distributed"]["batches_per_epoch"] == 15
+    log = (folder / layout.training_log("results", "dist")).read_text()
+    assert "worker rank 0 of 2" in log and "Epoch[9] Validation-accuracy=" in log
+    assert "Epoch[0] Batch [14]" in log and "Epoch[0] Batch [16]" not in log  # not rank 0's partial 16th
+    run_dir = folder / layout.checkpoint_dir("results", "dist") / "distributed"
     assert "worker rank 1 of 2" in (run_dir / "worker-1.log").read_text()
     # rank 0's last validation is the final model's accuracy over the whole test set
-    symbol = mx.sym.load(str(tmp_path / files.symbol))
-    arg, aux = checkpoints.load_params(tmp_path / files.params)
+    symbol = mx.sym.load(str(folder / files.symbol))
+    arg, aux = checkpoints.load_params(folder / files.params)
     module = mx.mod.Module(symbol, context=mx.cpu())
     module.bind(
         data_shapes=[("data", (20, 3, 28, 28))], label_shapes=[("softmax_label", (20,))], for_training=False
     )
     module.set_params(arg, aux)
-    data = training.Data(*(str(tmp_path / f"results/cifar10/rec/{s}") for s in
+    data = training.Data(*(str(folder / f"results/cifar10/rec/{s}") for s in
                            ("train.rec", "train.idx", "test.rec", "test.idx")))  # fmt: skip
     metric = training.make_metric(10)
     training.evaluate(module, training.record_iter(data, run["config"], train=False, seed=0), metric)
     accuracy = dict(metric.get_name_value())["accuracy"]
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(accuracy, abs=1e-6)
-    assert metric.metrics[0].num_inst == 100  # every test image
+    assert metric.metrics[0].num_inst == 500  # every test image
     assert not job_processes()
 
 
 @pytest.mark.workflow
+def test_two_distributed_jobs_at_once_take_different_ports_and_train_alike(two_jobs_at_once):
+    folder = two_jobs_at_once
+    (dist_start, dist_end), (twin_start, twin_end) = (log_span(folder, name) for name in ("dist", "twin"))
+    assert dist_start < twin_end and twin_start < dist_end  # they overlapped
+    logs = [(folder / layout.training_log("results", name)).read_text() for name in ("dist", "twin")]
+    ports = [re.search(r"scheduler listens on port (\d+)", log) for log in logs]
+    assert all(ports) and ports[0].group(1) != ports[1].group(1)
+    # the same experiment: the same metrics, the server summing the two workers' gradients in
+    # whichever order they come (a + b == b + a in floating point)
+    assert without_timing(metrics_rows(folder, "dist")) == without_timing(metrics_rows(folder, "twin"))
+
+
+@pytest.mark.workflow
 def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_path):
-    write_config(tmp_path, {"dist": {**EXPERIMENT, "num_epochs": 4}})
+    four_epochs = {**EXPERIMENT, "num_epochs": 4}
+    write_config(tmp_path, {"dist": four_epochs, "uninterrupted": four_epochs})
     target = "results/experiments/dist/metrics.csv"
     log = tmp_path / layout.training_log("results", "dist")
     command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
@@ -185,3 +272,10 @@ def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_pat
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resuming dist after epoch 1" in log.read_text()
     assert [row["epoch"] for row in metrics_rows(tmp_path, "dist")] == ["1", "2", "3", "4"]
+    # Bit-identical to a run never stopped: every rank resumes from the same parameters and optimizer
+    # state, and the one server sums two workers' gradients, which is exact in either order.
+    result = run_snakemake(tmp_path, layout.experiment_files("results", "uninterrupted").metrics)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert without_timing(metrics_rows(tmp_path, "dist")) == without_timing(
+        metrics_rows(tmp_path, "uninterrupted")
+    )

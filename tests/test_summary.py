@@ -131,6 +131,14 @@ def test_summary_numbers_are_those_of_the_metrics(inputs):
     assert math.isnan(inception["published"]) and math.isnan(inception["difference"])
 
 
+def test_a_distributed_run_shows_its_workers_and_global_batch(inputs):
+    runs, metrics = inputs
+    runs["sgd"]["distributed"] = {"workers": 2, "servers": 1, "global_batch_size": 256}
+    table = tables.summary_table(runs, metrics, {}).set_index("experiment")
+    assert (table.loc["sgd", "workers"], table.loc["sgd", "global_batch_size"]) == (2, 256)
+    assert (table.loc["adadelta", "workers"], table.loc["adadelta", "global_batch_size"]) == (1, 128)
+
+
 def test_difference_is_final_minus_published_in_points(inputs):
     runs, metrics = inputs
     table = tables.summary_table(runs, metrics, {"adadelta": 50.0, "inception": 25.5}).set_index("experiment")

@@ -1,7 +1,6 @@
 """Training through the real `snakemake` CLI on CPU with generated data: learning, schedules,
 optimizers, data parallelism, fine-tuning, exact resume after SIGKILL, GPU leases, bad configs."""
 
-import csv
 import hashlib
 import itertools
 import json
@@ -16,25 +15,21 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import BIN, SNAKEFILE, run_snakemake, synthetic_config, tiny_experiment
+from conftest import (
+    BIN,
+    SNAKEFILE,
+    read_metrics,
+    run_snakemake,
+    synthetic_config,
+    tiny_experiment,
+    without_timing,
+)
 
 from cifar_repro import checkpoints, layout, models, networks, training
 from cifar_repro.errors import InputError
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
-TIMING_COLUMNS = {"seconds", "samples_per_second"}
-
-
 experiment = tiny_experiment
-
-
-def read_metrics(path):
-    with open(path) as rows:
-        return list(csv.DictReader(rows))
-
-
-def without_timing(rows):
-    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
 
 
 @pytest.fixture(scope="module")

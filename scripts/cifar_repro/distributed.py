@@ -12,6 +12,9 @@ threads. So the launcher watches: when any process it started exits non-zero or 
 the others and fails with one line naming the role, rank and exit status. Concurrent launches on
 one machine take turns until their scheduler listens, because the tracker picks the first port of
 9091-9999 that binds at the moment it looks, before the scheduler takes it.
+
+The wheel's slurm launcher no longer runs on current Slurm (srun dropped its `--share` option), so
+`srun_submit` hands the tracker the same two srun steps with today's options.
 """
 
 import ast
@@ -43,6 +46,16 @@ STOP_GRACE_SECONDS = 10  # SIGTERM, then SIGKILL: every process is gone well wit
 SCHEDULER_START_SECONDS = 60
 # the tracker's threads raise these when a process they started fails
 LOCAL_FAILURE = re.compile(r"Get nonzero return code=(-?\d+) on \[.*?\] (\{.*\})", re.DOTALL)
+# srun's words for a task that failed: "srun: error: node1: task 1: Killed"
+SRUN_TASK_FAILURE = re.compile(r"srun: error: \S+: tasks? ([\d,-]+): (.+)")
+
+
+class StepFailed(Exception):
+    """An srun step of the job (all its workers, or all its servers) ended with a failed task."""
+
+    def __init__(self, role: str, returncode: int, srun_errors: list[str]):
+        super().__init__(f"the {role}s' srun step exited with status {returncode}: {srun_errors}")
+        self.role, self.returncode, self.srun_errors = role, returncode, srun_errors
 
 
 def patch_tracker_for_python_3_9() -> None:
@@ -125,7 +138,16 @@ def describe_failure(error: BaseException, run_dir: Path) -> str:
         rank = recorded_rank(run_dir, task) if role == "worker" else None
         named = f"{role} rank {rank} (launcher task {task})" if rank else f"{role} (launcher task {task})"
         return f"{named} {status}"
-    if isinstance(error, subprocess.CalledProcessError):  # ssh, mpi, slurm, or the scheduler
+    if isinstance(error, StepFailed):
+        for line in error.srun_errors:
+            task_failure = SRUN_TASK_FAILURE.search(line)
+            if task_failure:
+                task, status = task_failure.groups()
+                rank = recorded_rank(run_dir, task) if error.role == "worker" else None
+                named = f"{error.role} rank {rank}" if rank else error.role
+                return f"{named} (srun task {task}): {status.strip()}"
+        return f"the {error.role}s' srun step {exit_status(error.returncode)}"
+    if isinstance(error, subprocess.CalledProcessError):  # ssh, mpi, or the scheduler
         command = error.cmd if isinstance(error.cmd, str) else " ".join(error.cmd)
         role = re.search(r"DMLC_ROLE=(\w+)", command)
         named = f"{role.group(1)}s" if role else "scheduler"
@@ -161,15 +183,49 @@ class Watch:
         psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
 
 
-def scheduler_listens() -> bool:
-    """Whether a scheduler this process started has bound its port."""
+def scheduler_port() -> int | None:
+    """The port a scheduler this process started listens on, once it does."""
     for process in psutil.Process().children(recursive=True):
         with contextlib.suppress(*GONE):
-            if process.environ().get("DMLC_ROLE") == "scheduler" and any(
-                connection.status == psutil.CONN_LISTEN for connection in process.net_connections("tcp")
-            ):
-                return True
-    return False
+            if process.environ().get("DMLC_ROLE") == "scheduler":
+                for connection in process.net_connections("tcp"):
+                    if connection.status == psutil.CONN_LISTEN:
+                        return connection.laddr.port
+    return None
+
+
+def run_step(role: str, command: list[str], environment: dict) -> None:
+    """One srun step; its error lines go on to our stderr (the rule's log) and into the failure."""
+    step = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True)
+    errors = []
+    for line in step.stderr:
+        sys.stderr.write(line)
+        if line.startswith("srun: error:"):
+            errors.append(line.strip())
+    if step.wait() != 0:
+        raise StepFailed(role, step.returncode, errors)
+
+
+def srun_submit(arguments) -> None:
+    """dmlc_tracker/slurm.py's launcher for the Slurm of today: one srun step for the workers and one
+    for the servers, inside the job's allocation. `--overlap` lets the two steps run at once (else
+    the servers' step waits for the workers', which wait for the servers), `--kill-on-bad-exit` ends
+    a step as soon as one of its tasks fails (ps-lite would wait for it forever)."""
+    from dmlc_tracker import tracker
+
+    def start_steps(workers: int, servers: int, environment: dict) -> None:
+        for role, tasks, nodes in (
+            ("worker", workers, arguments.slurm_worker_nodes),
+            ("server", servers, arguments.slurm_server_nodes),
+        ):
+            variables = {**os.environ, **{k: str(v) for k, v in environment.items()},
+                         "DMLC_ROLE": role, "DMLC_JOB_CLUSTER": "slurm"}  # fmt: skip
+            command = ["srun", "--overlap", "--kill-on-bad-exit=1", f"--nodes={nodes}", f"--ntasks={tasks}",
+                       *shlex.split(" ".join(arguments.command))]  # fmt: skip
+            threading.Thread(target=run_step, args=(role, command, variables), daemon=True).start()
+
+    tracker.submit(arguments.num_workers, arguments.num_servers, fun_submit=start_steps,
+                   hostIP=arguments.host_ip, pscmd=" ".join(arguments.command))  # fmt: skip
 
 
 def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path) -> None:
@@ -177,9 +233,9 @@ def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path) -> No
     TrainingError naming the first one that failed (after stopping the rest)."""
     check_launcher(distributed)
     patch_tracker_for_python_3_9()
-    from dmlc_tracker import local, mpi, opts, slurm, ssh  # the wheel's tracker, after the patch
+    from dmlc_tracker import local, mpi, opts, ssh  # the wheel's tracker, after the patch
 
-    launchers = {"local": local, "ssh": ssh, "mpi": mpi, "slurm": slurm}
+    launchers = {"local": local.submit, "ssh": ssh.submit, "mpi": mpi.submit, "slurm": srun_submit}
     with atomic_path(job_path) as partial:
         partial.write_text(json.dumps(asdict(job), indent=2))
     Path(job.worker.run_dir).mkdir(parents=True, exist_ok=True)
@@ -197,11 +253,13 @@ def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path) -> No
             "dmlc_tracker --cluster %s: %d workers, %d servers, each running %s",
             distributed["launcher"], distributed["workers"], distributed["servers"], arguments.command[0],
         )  # fmt: skip
-        tracker = threading.Thread(target=launchers[distributed["launcher"]].submit, args=(arguments,))
+        tracker = threading.Thread(target=launchers[distributed["launcher"]], args=(arguments,))
         tracker.start()
         deadline = time.monotonic() + SCHEDULER_START_SECONDS
-        while not scheduler_listens() and tracker.is_alive() and time.monotonic() < deadline:
+        while (port := scheduler_port()) is None and tracker.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
+        if port:
+            log.info("the job's scheduler listens on port %d", port)
     while tracker.is_alive():
         if watch.failed.wait(0.5):
             log.error("%s: stopping the other processes of the job", watch.failures[0])

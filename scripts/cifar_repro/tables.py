@@ -1,7 +1,8 @@
 """Tables of the experiments' results, and of how the experiments of a group differ.
 
 - `summary_table`: one row per experiment: best and final validation accuracy (%), wall time,
-  training throughput, the devices it ran on, and the published accuracy with the difference from it;
+  training throughput, its workers (processes of a distributed job, else 1), each worker's devices,
+  the global batch, and the published accuracy with the difference from it;
 - `params_diff`: for a group of experiments (e.g. one figure's), the hyperparameters that differ, in the
   manner of `dvc params diff`: one row per dotted config key, one column per experiment.
 
@@ -33,7 +34,9 @@ SUMMARY_COLUMNS = [
     "final_val_top5_accuracy",
     "wall_hours",
     "samples_per_second",
+    "workers",
     "devices",
+    "global_batch_size",
     "published",
     "difference",
 ]
@@ -42,6 +45,7 @@ RUN_FIELDS = [
     ("experiment",),
     ("config", "dataset"),
     ("config", "network"),
+    ("config", "batch_size"),
     ("devices", "description"),
     ("wall_seconds",),
 ]
@@ -52,10 +56,11 @@ RUN_FIELDS = [
 
 def summary_row(name: str, run: dict, metrics: pd.DataFrame, published: float | None) -> dict:
     """Accuracies in %; samples/s as in the throughput figure (the first epoch left out when there are
-    more); difference = final - published, in percentage points."""
+    more; all workers together); difference = final - published, in percentage points."""
     best = metrics.loc[metrics["val_accuracy"].idxmax()]  # the first epoch reaching the maximum
     final = metrics.iloc[-1]
     final_accuracy = final["val_accuracy"] * 100
+    workers = run.get("distributed", {}).get("workers", 1)
     return {
         "experiment": name,
         "dataset": run["config"]["dataset"],
@@ -67,7 +72,9 @@ def summary_row(name: str, run: dict, metrics: pd.DataFrame, published: float | 
         "final_val_top5_accuracy": final.get("val_top5_accuracy", math.nan) * 100,
         "wall_hours": run["wall_seconds"] / 3600,
         "samples_per_second": mean_samples_per_second(metrics),
-        "devices": run["devices"]["description"],
+        "workers": workers,
+        "devices": run["devices"]["description"],  # rank 0's, the same kind in every worker
+        "global_batch_size": run["config"]["batch_size"] * workers,
         "published": math.nan if published is None else published,
         "difference": math.nan if published is None else final_accuracy - published,
     }

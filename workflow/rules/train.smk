@@ -37,6 +37,9 @@ rule train:
     resources:
         gpu=lambda wildcards: job_gpus(experiment_config(wildcards)),
         nodes=training_nodes,
+        mpi=lambda wildcards: srun_steps(wildcards).get("mpi"),
+        tasks=lambda wildcards: srun_steps(wildcards).get("tasks"),
+        tasks_per_gpu=lambda wildcards: srun_steps(wildcards).get("tasks_per_gpu"),
         mem_mb=16000,
         runtime=training_minutes,
     params:
