@@ -7,8 +7,9 @@
 #   make test-fast        pure functions and config validation only, no snakemake runs (< 1 minute)
 #   make test-cluster     the demo through a throwaway local Slurm cluster (root; installs slurm-wlm)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
-#   make benchmark        training loop vs bare Module.fit on the demo data, and the data chain vs the
-#                         naive route on the real CIFAR-10 (needs ../shared/tools/cifar10_from_jpg.py)
+#   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
+#                         demo data, and the data chain vs the naive route on the real CIFAR-10
+#                         (needs ../shared/tools/cifar10_from_jpg.py)
 #   make benchmark-cluster  the demo through a throwaway local Slurm vs the local profile (root)
 #   make report-screenshot  the demo report rendered by headless Chromium (apt-get install chromium)
 
@@ -99,6 +100,8 @@ benchmark: $(READY) $(REAL_ARCHIVE)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \
 	  $(DEMO_REC)/train.rec $(DEMO_REC)/test.rec
 	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --rec-dir $(DEMO_REC)
+	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/distributed_overhead.py --rec-dir $(DEMO_REC) \
+	  --tsv results/benchmark/distributed.tsv
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
 
 # The demo through a throwaway local Slurm against the local profile (root, like test-cluster).

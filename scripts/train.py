@@ -24,6 +24,6 @@ with rule_log(snakemake):
         init_params=inputs.get("init_params"),
     )
     if "distributed" in params.experiment:
-        train_distributed(arguments, snakemake.log[0], params.lock_dir)
+        train_distributed(arguments, snakemake.log[0], params.lock_dir, snakemake.threads)
     else:
         train(**arguments)

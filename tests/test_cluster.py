@@ -4,6 +4,7 @@ test-cluster` starts the cluster (tests/cluster/local_slurm.sh) and sets SLURM_C
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 from datetime import datetime
@@ -142,3 +143,24 @@ def test_more_gpus_than_any_node_has_is_refused_naming_the_rule_and_experiment(c
     assert result.returncode != 0
     assert "Requested node configuration is not available" in result.stderr, result.stderr[-3000:]
     assert "rule train" in result.stderr and "experiment=eight_gpus" in result.stderr
+
+
+def test_a_distributed_experiment_runs_its_workers_and_server_as_srun_steps_of_one_job(cluster_run):
+    workdir, _ = cluster_run
+    name = "cifar10_srun"
+    distributed = {"workers": 2, "servers": 1, "kvstore": "dist_sync", "launcher": "slurm", "nodes": 1}
+    target = with_experiment(workdir, name, batch_size=16, gpus=1, num_epochs=2, distributed=distributed)
+    result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    submitted = [line for line in result.stderr.splitlines() if "has been submitted with SLURM jobid" in line]
+    assert len(submitted) == 1, submitted  # one allocation for the scheduler, servers and workers
+    record = run_record(workdir, name)
+    assert record["distributed"]["global_batch_size"] == 32
+    job = record["devices"]["slurm_job_id"]
+    rank_0 = (workdir / layout.training_log(OUT, name)).read_text()
+    rank_1 = (workdir / layout.checkpoint_dir(OUT, name) / "distributed" / "worker-1.log").read_text()
+    # each worker an srun task of its own step in the job, with its own one of the job's 2 GPUs
+    assert re.search(rf"worker rank 0 of 2 \(launcher task \d\) on \S+, Slurm step {job}\.\d+", rank_0)
+    assert re.search(rf"worker rank 1 of 2 \(launcher task \d\) on \S+, Slurm step {job}\.\d+", rank_1)
+    gpus = [re.search(r"trains on GPU ids \['(\d+)'\]", text) for text in (rank_0, rank_1)]
+    assert all(gpus) and gpus[0].group(1) != gpus[1].group(1), (rank_0[-2000:], rank_1[-2000:])

@@ -221,6 +221,8 @@ def train(
         kvstore = join_kvstore(experiment["distributed"]["kvstore"], worker) if worker else None
         rank, workers = (kvstore.rank, kvstore.num_workers) if kvstore else (0, 1)
         lead = rank == 0  # the one that validates and writes
+        if kvstore:  # in this worker's own log, which it has only now that it knows its rank
+            log.info("worker rank %d trains on GPU ids %s: %s", rank, assigned.gpu_ids, assigned.description)
         batches_per_epoch = equal_batches(data, experiment, workers) if kvstore else None
         frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
         module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
