@@ -252,7 +252,8 @@ def srun_steps(wildcards):
     """Slurm resources of a training job whose workers and servers run as srun steps inside its own
     allocation (launcher slurm); none (unset) for every other job. `mpi` tells the executor plugin
     that the job starts its own steps (no `srun -n1` around it), `tasks` makes room for them, and
-    `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as tasks per GPU on a GPU job."""
+    `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as tasks per GPU on a GPU job.
+    """
     distributed = experiment_config(wildcards).get("distributed", {})
     if distributed.get("launcher") != "slurm":
         return {}
