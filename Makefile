@@ -5,7 +5,8 @@
 #   make demo             the whole pipeline on the embedded synthetic data, on CPU (minutes)
 #   make test             the whole test suite, end-to-end workflow runs included (minutes)
 #   make test-fast        pure functions and config validation only, no snakemake runs (< 1 minute)
-#   make test-cluster     the demo through a throwaway local Slurm cluster (root; installs slurm-wlm)
+#   make test-cluster     the demo through a throwaway local Slurm cluster, and the ssh launcher
+#                         through a throwaway sshd (root; installs slurm-wlm and openssh-server)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
 #   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
 #                         demo data, and the data chain vs the naive route on the real CIFAR-10
@@ -70,14 +71,17 @@ test-fast: $(READY)
 	$(RUN) python -m pytest -m "not workflow"
 
 # A throwaway local Slurm cluster (Debian's slurm-wlm and munge, four fake GPUs) runs the demo
-# through workflow/profiles/slurm; only the daemons it started are stopped afterwards.
+# through workflow/profiles/slurm, and a throwaway sshd on 127.0.0.1 stands in for two machines of
+# the ssh launcher; only the daemons started here are stopped afterwards.
 SLURM_DIR ?= /tmp/cifar-repro-slurm
+SSHD_DIR ?= /tmp/cifar-repro-sshd
 test-cluster: $(READY)
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "test-cluster: skipped: a local Slurm cluster needs root (apt-get, mknod, daemons)"; exit 0; fi; \
-	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
-	bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
-	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python -m pytest -m cluster tests/test_cluster.py
+	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR); bash tests/cluster/local_sshd.sh stop $(SSHD_DIR)' EXIT; \
+	bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && bash tests/cluster/local_sshd.sh start $(SSHD_DIR) && \
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf CIFAR_REPRO_SSH=$(SSHD_DIR) \
+	  python -m pytest -m cluster tests/test_cluster.py tests/test_distributed.py
 
 lint: $(READY)
 	$(RUN) snakemake --lint

@@ -27,12 +27,9 @@ TEST_ARCHIVES = {
 }
 
 
-def run_snakemake(workdir: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the workflow in `workdir`; `config` becomes its config/config.yaml (the Snakefile's default)."""
-    if config is not None:
-        (workdir / "config").mkdir(parents=True, exist_ok=True)
-        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The real `snakemake` CLI on the workflow, in `workdir`, on 2 cores."""
+    return [
         str(BIN / "snakemake"),
         "--snakefile",
         str(SNAKEFILE),
@@ -42,7 +39,22 @@ def run_snakemake(workdir: Path, *args: str, config: dict | None = None) -> subp
         "2",
         *args,
     ]
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), "LC_ALL": "C.UTF-8"}
+
+
+def snakemake_environment(workdir: Path) -> dict[str, str]:
+    return {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(workdir), "LC_ALL": "C.UTF-8"}
+
+
+def run_snakemake(
+    workdir: Path, *args: str, config: dict | None = None, environment: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir`; `config` becomes its config/config.yaml (the Snakefile's default);
+    `environment` adds to or replaces variables of the default environment."""
+    if config is not None:
+        (workdir / "config").mkdir(parents=True, exist_ok=True)
+        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    command = snakemake_command(workdir, *args)
+    env = snakemake_environment(workdir) | (environment or {})
     # run inside the workdir, so that relative paths on the command line (--configfile) are its own
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
 

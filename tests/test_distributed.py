@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import dmlc_tracker.slurm
 import dmlc_tracker.tracker
@@ -22,9 +23,10 @@ import psutil
 import pytest
 from conftest import (
     BIN,
-    SNAKEFILE,
     read_metrics,
     run_snakemake,
+    snakemake_command,
+    snakemake_environment,
     synthetic_config,
     tiny_experiment,
     without_timing,
@@ -130,8 +132,12 @@ def test_a_failure_is_described_by_role_rank_and_status(tmp_path):
     )
     server = RuntimeError("Get nonzero return code=3 on ['x'] {'DMLC_ROLE': 'server', 'DMLC_TASK_ID': '2'}")
     assert distributed.describe_failure(server, tmp_path) == "server (launcher task 2) exited with status 3"
-    srun = subprocess.CalledProcessError(137, "DMLC_ROLE=worker srun -N 2 -n 2 python")
-    assert distributed.describe_failure(srun, tmp_path).startswith("the workers was killed by SIGKILL")
+    ssh = subprocess.CalledProcessError(
+        137, "ssh -o StrictHostKeyChecking=no node2 -p 22 'export DMLC_ROLE=worker; cd /x; python'"
+    )
+    assert distributed.describe_failure(ssh, tmp_path) == "worker on node2 (ssh) was killed by SIGKILL"
+    mpi = subprocess.CalledProcessError(1, "mpirun -n 2 -x DMLC_ROLE=server python")
+    assert distributed.describe_failure(mpi, tmp_path).startswith("the servers' mpirun exited with status 1")
     step = distributed.StepFailed("worker", 137, ["srun: error: node7: task 1: Killed"])
     assert distributed.describe_failure(step, tmp_path) == "worker rank 0 (srun task 1): Killed"
     servers = distributed.StepFailed("server", 1, [])
@@ -238,39 +244,47 @@ def test_two_distributed_jobs_at_once_take_different_ports_and_train_alike(two_j
     assert without_timing(metrics_rows(folder, "dist")) == without_timing(metrics_rows(folder, "twin"))
 
 
-@pytest.mark.workflow
-def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_path):
-    four_epochs = {**EXPERIMENT, "num_epochs": 4}
-    write_config(tmp_path, {"dist": four_epochs, "uninterrupted": four_epochs})
-    target = "results/experiments/dist/metrics.csv"
-    log = tmp_path / layout.training_log("results", "dist")
-    command = [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
-               "--cores", "2", target]  # fmt: skip
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-    running = subprocess.Popen(command, env=env, cwd=tmp_path, **output)
+def kill_a_worker_mid_training(folder, name, environment=None) -> tuple[str, float]:
+    """Train `name` and SIGKILL one of its workers in epoch 2: (the job's log's last line, seconds
+    from the kill until snakemake ended, having failed)."""
+    log = folder / layout.training_log("results", name)
+    running = subprocess.Popen(
+        snakemake_command(folder, layout.experiment_files("results", name).metrics),
+        env=snakemake_environment(folder) | (environment or {}),
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     while not (log.exists() and "Epoch[1] Batch [2]" in log.read_text()):
         assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"
         time.sleep(0.05)
-    victim = next(p for p in job_processes() if p.environ().get("DMLC_ROLE") == "worker"
-                  and p.environ().get("DMLC_TASK_ID") == "1")  # fmt: skip
+    victim = next(p for p in job_processes() if p.environ().get("DMLC_ROLE") == "worker")
     killed_at = time.time()
     os.kill(victim.pid, signal.SIGKILL)
     running.communicate(timeout=120)
     assert running.returncode != 0
-    assert time.time() - killed_at < 30 + 10  # the job's processes stopped, snakemake noticed
-    last_line = log.read_text().strip().splitlines()[-1]
-    assert "distributed training failed: worker rank" in last_line
-    assert "(launcher task 1) was killed by SIGKILL" in last_line
+    return log.read_text().strip().splitlines()[-1], time.time() - killed_at
+
+
+@pytest.mark.workflow
+def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_path):
+    four_epochs = {**EXPERIMENT, "num_epochs": 4}
+    write_config(tmp_path, {"dist": four_epochs, "uninterrupted": four_epochs})
+    last_line, seconds = kill_a_worker_mid_training(tmp_path, "dist")
+    assert seconds < 30 + 10  # the job's processes stopped, snakemake noticed
+    assert re.search(
+        r"distributed training failed: worker rank \d \(launcher task \d\) was killed by SIGKILL", last_line
+    )
     assert not job_processes()
     progress = json.loads((tmp_path / layout.checkpoint_dir("results", "dist") / "progress.json").read_text())
     assert progress["epoch"] == 1
 
     assert run_snakemake(tmp_path, "--unlock").returncode == 0
-    result = run_snakemake(tmp_path, target)
+    result = run_snakemake(tmp_path, layout.experiment_files("results", "dist").metrics)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "resuming dist after epoch 1" in log.read_text()
+    assert "resuming dist after epoch 1" in (tmp_path / layout.training_log("results", "dist")).read_text()
     assert [row["epoch"] for row in metrics_rows(tmp_path, "dist")] == ["1", "2", "3", "4"]
     # Bit-identical to a run never stopped: every rank resumes from the same parameters and optimizer
     # state, and the one server sums two workers' gradients, which is exact in either order.
@@ -279,3 +293,52 @@ def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_pat
     assert without_timing(metrics_rows(tmp_path, "dist")) == without_timing(
         metrics_rows(tmp_path, "uninterrupted")
     )
+
+
+# ---------------------------------------------------------------- the ssh launcher
+
+# tests/cluster/local_sshd.sh's folder: an sshd on 127.0.0.1 and a bin/ssh that reaches it
+SSH = os.environ.get("CIFAR_REPRO_SSH")
+with_sshd = pytest.mark.skipif(SSH is None, reason="no local sshd: run `make test-cluster`")
+
+
+def over_ssh(folder, **changes) -> tuple[dict, dict]:
+    """(the experiment on "two hosts" over ssh, the environment that reaches them): both hosts
+    are this machine's sshd."""
+    hosts = folder / "hosts"
+    port = Path(SSH, "port").read_text().strip()
+    hosts.write_text(f"127.0.0.1:{port}\n127.0.0.1:{port}\n")
+    spec = {**EXPERIMENT, **changes, "distributed": {**DISTRIBUTED, "launcher": "ssh", "hosts": str(hosts)}}
+    return spec, {"PATH": f"{SSH}/bin:{BIN}:/usr/bin:/bin"}
+
+
+@pytest.mark.cluster
+@with_sshd
+def test_the_ssh_launcher_trains_on_two_hosts_as_the_local_one_does(tmp_path):
+    spec, environment = over_ssh(tmp_path, num_epochs=2)
+    write_config(tmp_path, {"over_ssh": spec, "on_loopback": {**EXPERIMENT, "num_epochs": 2}})
+    targets = [layout.experiment_files("results", name).metrics for name in ("over_ssh", "on_loopback")]
+    result = run_snakemake(tmp_path, *targets, environment=environment)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "dmlc_tracker --cluster ssh" in (tmp_path / layout.training_log("results", "over_ssh")).read_text()
+    assert without_timing(metrics_rows(tmp_path, "over_ssh")) == without_timing(
+        metrics_rows(tmp_path, "on_loopback")
+    )
+
+
+@pytest.mark.cluster
+@with_sshd
+def test_a_worker_killed_on_an_ssh_host_stops_the_whole_job(tmp_path):
+    spec, environment = over_ssh(tmp_path, num_epochs=4)
+    write_config(tmp_path, {"over_ssh": spec})
+    last_line, seconds = kill_a_worker_mid_training(tmp_path, "over_ssh", environment)
+    assert seconds < 30 + 10
+    assert (
+        "distributed training failed: worker on 127.0.0.1 (ssh) was killed or lost its connection"
+        in last_line
+    )
+    # the processes the ssh sessions started end with their sessions: none waits in ps-lite forever
+    deadline = time.time() + 30
+    while job_processes() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not job_processes()

@@ -16,10 +16,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 from conftest import (
-    BIN,
-    SNAKEFILE,
     read_metrics,
     run_snakemake,
+    snakemake_command,
+    snakemake_environment,
     synthetic_config,
     tiny_experiment,
     without_timing,
@@ -232,20 +232,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
     (tmp_path / "config" / "config.yaml").write_text(json.dumps(config))
     target = "results/experiments/interrupted/metrics.csv"
     log = outputs(tmp_path, "interrupted") / "train.log"
-    command = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(SNAKEFILE),
-        "--directory",
-        str(tmp_path),
-        "--cores",
-        "2",
-        target,
-    ]
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
     running = subprocess.Popen(
-        command,
-        env=env,
+        snakemake_command(tmp_path, target),
+        env=snakemake_environment(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -19,6 +19,7 @@ The wheel's slurm launcher no longer runs on current Slurm (srun dropped its `--
 
 import ast
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
@@ -43,10 +44,13 @@ log = logging.getLogger("cifar-repro")
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # a process that ended while we looked
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_GRACE_SECONDS = 10  # SIGTERM, then SIGKILL: every process is gone well within 30 s
 SCHEDULER_START_SECONDS = 60
 # the tracker's threads raise these when a process they started fails
 LOCAL_FAILURE = re.compile(r"Get nonzero return code=(-?\d+) on \[.*?\] (\{.*\})", re.DOTALL)
+# dmlc_tracker/ssh.py's command: ssh -o StrictHostKeyChecking=no HOST -p PORT '...'
+SSH_HOST = re.compile(r"ssh -o StrictHostKeyChecking=no (\S+) -p (\d+)")
 # srun's words for a task that failed: "srun: error: node1: task 1: Killed"
 SRUN_TASK_FAILURE = re.compile(r"srun: error: \S+: tasks? ([\d,-]+): (.+)")
 
@@ -150,9 +154,16 @@ def describe_failure(error: BaseException, run_dir: Path) -> str:
         return f"the {error.role}s' srun step {exit_status(error.returncode)}"
     if isinstance(error, subprocess.CalledProcessError):  # ssh, mpi, or the scheduler
         command = error.cmd if isinstance(error.cmd, str) else " ".join(error.cmd)
-        role = re.search(r"DMLC_ROLE=(\w+)", command)
-        named = f"{role.group(1)}s" if role else "scheduler"
-        return f"the {named} {exit_status(error.returncode)} (command: {command[-200:]})"
+        role = re.search(r"DMLC_ROLE[= ](\w+)", command)  # Open MPI's -x K=V, MPICH's -env K V
+        status = exit_status(error.returncode)
+        ssh = SSH_HOST.match(command)
+        if ssh and role:  # dmlc_tracker/ssh.py: one ssh per process
+            if error.returncode == 255:  # ssh's own: the connection, or the remote process, ended
+                status = "was killed or lost its connection (ssh exit status 255)"
+            return f"{role.group(1)} on {ssh.group(1)} (ssh) {status}"
+        if role:  # dmlc_tracker/mpi.py: one mpirun per role
+            return f"the {role.group(1)}s' mpirun {status} (command: {command[-200:]})"
+        return f"the scheduler {status} (command: {command[-200:]})"
     return f"the launcher failed: {type(error).__name__}: {text[:300]}"
 
 
@@ -300,9 +311,13 @@ def train_distributed(arguments: dict, log_path: str, lock_dir: str, threads: in
     launch(job, distributed, run_dir / "job.json", Path(lock_dir) / "launch.lock", threads)
 
 
-def launcher_task(environ=os.environ) -> str:
-    """This process's index among those the launcher started (workers first)."""
-    return environ.get("DMLC_TASK_ID", environ.get("SLURM_PROCID", "0"))
+# A process's index among those its launcher started: local (workers first), srun, mpirun (Open MPI,
+# MPICH). The ssh launcher numbers nothing.
+TASK_VARIABLES = ("DMLC_TASK_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+def launcher_task(environ=os.environ) -> str | None:
+    return next((environ[name] for name in TASK_VARIABLES if name in environ), None)
 
 
 def join_kvstore(kind: str, worker: Worker):
@@ -317,7 +332,9 @@ def join_kvstore(kind: str, worker: Worker):
         os.environ["MXNET_UPDATE_ON_KVSTORE"] = "0"
     kvstore = mx.kv.create(kind)
     run_dir = Path(worker.run_dir)
-    (run_dir / f"task-{launcher_task()}").write_text(f"{kvstore.rank}\n")
+    task = launcher_task()
+    if task is not None:  # for the failure line, which knows the launcher's task
+        (run_dir / f"task-{task}").write_text(f"{kvstore.rank}\n")
     own_log = worker.log_path if kvstore.rank == 0 else run_dir / f"worker-{kvstore.rank}.log"
     handler = logging.FileHandler(own_log, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -327,13 +344,26 @@ def join_kvstore(kind: str, worker: Worker):
         if "SLURM_STEP_ID" in os.environ
         else ""
     )
-    log.info("worker rank %d of %d (launcher task %s) on %s%s, kvstore %s", kvstore.rank, kvstore.num_workers,
-             launcher_task(), socket.gethostname(), step, kind)  # fmt: skip
+    where = f" (launcher task {task})" if task is not None else ""
+    log.info("worker rank %d of %d%s on %s%s, kvstore %s", kvstore.rank, kvstore.num_workers, where,
+             socket.gethostname(), step, kind)  # fmt: skip
     return kvstore
+
+
+def end_with_parent() -> None:
+    """Have Linux SIGKILL this process when the one that started it ends: a launcher stopped by the
+    watch, or an ssh session whose client it killed. ps-lite would wait for its peers forever."""
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it ended before the request
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_worker(job_path: str) -> None:
     """A process of the job: the scheduler and the servers serve inside `import mxnet`."""
+    end_with_parent()
     import mxnet  # noqa: F401 -- for DMLC_ROLE scheduler/server this serves, then exits
 
     from .rule import setup_logging
@@ -344,7 +374,7 @@ def run_worker(job_path: str) -> None:
     try:
         train_from_json(job["train_arguments"], Worker(**job["worker"]))
     except Exception:
-        log.exception("worker (launcher task %s) failed", launcher_task())
+        log.exception("%s on %s failed", os.environ.get("DMLC_ROLE", "worker"), socket.gethostname())
         sys.exit(1)
 
 
