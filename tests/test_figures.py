@@ -294,6 +294,21 @@ def test_two_seeds_draw_their_mean_with_a_band(runs):
     assert band_top == pytest.approx(max(other_seed["accuracy_percent"]) - 2 + np.sqrt(8))  # mean + sd
 
 
+def test_an_experiments_seeds_are_stacked_for_every_kind_of_figure(metric_files):
+    seeds = {"stage1": ["stage1/seed0", "stage1/seed1"], "stage2": ["stage2/seed0", "stage2/seed1"]}
+    paths = [metric_files["stage1"], metric_files["stage1"], metric_files["stage2"], metric_files["stage2"]]
+    stacked = metrics.load_experiment_metrics(seeds, [str(path) for path in paths])
+    assert stacked["stage1"]["run"].tolist() == ["stage1/seed0"] * 4 + ["stage1/seed1"] * 4
+    stages = figures.plot_data(spec("stages", ["stage1", "stage2"]), stacked)
+    # stage 2 continues after stage 1's 4 epochs, once per seed
+    assert sorted(stages.loc[stages["stage"] == 2, "epoch"].unique()) == [5, 6]
+    assert len(stages) == 2 * 2 * (4 + 2)  # splits x seeds x epochs
+    throughput = figures.plot_data(spec("throughput", ["stage1", "stage2"]), stacked)
+    assert throughput["experiment"].tolist() == ["stage1", "stage1", "stage2", "stage2"]  # a bar's seeds
+    with pytest.raises(InputError, match="3 metrics files given for 4 runs"):
+        metrics.load_experiment_metrics(seeds, [str(path) for path in paths[:3]])
+
+
 def test_accuracy_lr_figure_leaves_adadelta_out_of_the_lr_panel(runs):
     figure = drawn(spec("accuracy_lr", ["steplr", "adadelta"]), runs)
     accuracy_axis, lr_axis = figure.axes

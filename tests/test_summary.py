@@ -5,6 +5,7 @@ import copy
 import json
 import math
 import re
+import statistics
 
 import pandas as pd
 import pytest
@@ -139,6 +140,23 @@ def test_a_distributed_run_shows_its_workers_and_global_batch(inputs):
     assert (table.loc["adadelta", "workers"], table.loc["adadelta", "global_batch_size"]) == (1, 128)
 
 
+def test_an_experiments_seeds_give_one_row_of_their_means_and_the_final_accuracys_spread(inputs):
+    runs, metrics = inputs
+    second = metrics["sgd"].assign(val_accuracy=[0.3, 0.83, 0.7])  # final 70 % against 80 %
+    runs["sgd/seed1"] = runs["sgd"] | {"experiment": "sgd/seed1", "wall_seconds": 3600.0}
+    metrics["sgd/seed1"] = second
+    seeds = {"sgd": ["sgd", "sgd/seed1"], "adadelta": ["adadelta"]}
+    table = tables.summary_table(runs, metrics, {"sgd": 80.0}, seeds).set_index("experiment")
+    assert list(table.index) == ["sgd", "adadelta"]
+    sgd = table.loc["sgd"]
+    assert sgd["seeds"] == 2
+    assert sgd["final_val_accuracy"] == pytest.approx(75.0) and sgd["difference"] == pytest.approx(-5.0)
+    assert sgd["final_val_accuracy_std"] == pytest.approx(statistics.stdev([80.0, 70.0]))
+    assert (sgd["best_val_accuracy"], sgd["best_epoch"]) == (pytest.approx(82.0), 2)  # the mean curve's
+    assert sgd["wall_hours"] == pytest.approx(1.5)
+    assert table.loc["adadelta", "seeds"] == 1 and math.isnan(table.loc["adadelta", "final_val_accuracy_std"])
+
+
 def test_difference_is_final_minus_published_in_points(inputs):
     runs, metrics = inputs
     table = tables.summary_table(runs, metrics, {"adadelta": 50.0, "inception": 25.5}).set_index("experiment")
@@ -242,7 +260,7 @@ def test_summary_markdown_has_a_row_per_experiment_of_equal_width(inputs):
     lines = tables.to_markdown(table).splitlines()
     widths = {len(cells(line)) for line in lines}
     assert widths == {len(tables.SUMMARY_COLUMNS)} and len(lines) == 2 + 3
-    assert cells(lines[2])[:7] == ["sgd", "cifar10", "resnext", "3", "81.00", "2", "80.00"]
+    assert cells(lines[2])[:9] == ["sgd", "cifar10", "resnext", "3", "1", "81.00", "2", "80.00", ""]
 
 
 # ---------------------------------------------------------------- reading and writing the files

@@ -11,13 +11,16 @@ accuracies (in %) to draw as labelled reference lines:
 - stages: the experiments are consecutive stages of one run, shown as one curve over the run's epochs;
 - throughput: mean training samples/s per experiment.
 
+An experiment with several seeds comes as its runs' metrics stacked, with a `run` column
+(`metrics.load_experiment_metrics`).
+
 `plot_data` builds the tidy long-format table a figure shows, so tests can compare it with the metrics
 without looking at pixels:
 
 - accuracy: experiment, epoch, split (train/validation), accuracy_percent;
 - accuracy_lr: the same and lr (NaN where the optimizer has none);
 - stages: experiment, stage, epoch (continuous over the stages), split, accuracy_percent;
-- throughput: experiment, samples_per_second, epochs_averaged.
+- throughput: experiment, samples_per_second, epochs_averaged (a row per run).
 
 `draw` hands that table to seaborn's figure-level functions, which average the rows of an x value and
 draw their standard deviation as a band (none with a single row), so several seeds per experiment need
@@ -89,18 +92,29 @@ def _stage_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.
     frames, offset = [], 0
     for stage, experiment in enumerate(experiments, start=1):
         frames.append(_accuracy_rows(experiment, metrics[experiment], offset).assign(stage=stage))
-        offset += len(metrics[experiment])
+        offset += int(metrics[experiment]["epoch"].max())
     return pd.concat(frames, ignore_index=True)[["experiment", "stage", "epoch", "split", "accuracy_percent"]]
 
 
 def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    return pd.DataFrame(
+    """One row per run (a seed of an experiment, or the experiment)."""
+    rows = [
         {
-            "experiment": experiments,
-            "samples_per_second": [mean_samples_per_second(metrics[name]) for name in experiments],
-            "epochs_averaged": [max(len(metrics[name]) - 1, 1) for name in experiments],
+            "experiment": name,
+            "samples_per_second": mean_samples_per_second(run),
+            "epochs_averaged": max(len(run) - 1, 1),
         }
-    )
+        for name in experiments
+        for run in runs_of(metrics[name])
+    ]
+    return pd.DataFrame(rows, columns=["experiment", "samples_per_second", "epochs_averaged"])
+
+
+def runs_of(metrics: pd.DataFrame) -> list[pd.DataFrame]:
+    """An experiment's metrics per run: its seeds' (the `run` column), or the one run it is."""
+    if "run" not in metrics:
+        return [metrics]
+    return [run.reset_index(drop=True) for _, run in metrics.groupby("run", sort=False)]
 
 
 # ---------------------------------------------------------------- drawing

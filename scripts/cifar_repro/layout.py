@@ -1,7 +1,23 @@
 """Where every file of an experiment lives, under the config's output_dir: the one definition the
-rules (and through them the scripts) and the tests use."""
+rules (and through them the scripts) and the tests use.
+
+An experiment with `seeds: [0, 1, 2]` trains as one run per seed, named `<experiment>/seed<N>`, so
+each seed's files sit in a folder of the experiment's (results/experiments/<experiment>/seed1/...);
+an experiment without `seeds` is a single run of its own name. The functions below take run names."""
 
 from dataclasses import dataclass
+
+
+def seed_run(experiment: str, seed: int) -> str:
+    return f"{experiment}/seed{seed}"
+
+
+def experiment_runs(name: str, experiment: dict) -> dict[str, dict]:
+    """Run name -> its config: one per seed of `seeds` (with that `seed`), or the experiment itself."""
+    if "seeds" not in experiment:
+        return {name: experiment}
+    shared = {key: value for key, value in experiment.items() if key != "seeds"}
+    return {seed_run(name, seed): shared | {"seed": seed} for seed in experiment["seeds"]}
 
 
 @dataclass(frozen=True)

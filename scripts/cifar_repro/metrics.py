@@ -78,3 +78,17 @@ def mean_samples_per_second(metrics: pd.DataFrame) -> float:
     """Mean training throughput; the first epoch (start-up, warm-up) is left out when there are more."""
     epochs = metrics.iloc[1:] if len(metrics) > 1 else metrics
     return float(epochs["samples_per_second"].mean())
+
+
+def load_experiment_metrics(
+    experiment_runs: dict[str, list[str]], paths: list[str]
+) -> dict[str, pd.DataFrame]:
+    """Experiment -> the metrics of its runs (its seeds) stacked, with a `run` column; `paths` are
+    the runs' metrics.csv files in the order of `experiment_runs`."""
+    runs = [(name, run) for name, names in experiment_runs.items() for run in names]
+    if len(runs) != len(paths):
+        raise InputError(f"{len(paths)} metrics files given for {len(runs)} runs")
+    frames: dict[str, list[pd.DataFrame]] = {name: [] for name in experiment_runs}
+    for (name, run), path in zip(runs, paths, strict=True):
+        frames[name].append(load_metrics(path).assign(run=run))
+    return {name: pd.concat(stacked, ignore_index=True) for name, stacked in frames.items()}

@@ -1,6 +1,7 @@
 """Tables of the experiments' results, and of how the experiments of a group differ.
 
-- `summary_table`: one row per experiment: best and final validation accuracy (%), wall time,
+- `summary_table`: one row per experiment (the mean over its seeds' runs, with the final accuracy's
+  standard deviation): best and final validation accuracy (%), wall time,
   training throughput, its workers (processes of a distributed job, else 1), each worker's devices,
   the global batch, and the published accuracy with the difference from it;
 - `params_diff`: for a group of experiments (e.g. one figure's), the hyperparameters that differ, in the
@@ -28,9 +29,11 @@ SUMMARY_COLUMNS = [
     "dataset",
     "network",
     "epochs",
+    "seeds",
     "best_val_accuracy",
     "best_epoch",
     "final_val_accuracy",
+    "final_val_accuracy_std",
     "final_val_top5_accuracy",
     "wall_hours",
     "samples_per_second",
@@ -54,41 +57,56 @@ RUN_FIELDS = [
 # ---------------------------------------------------------------- results
 
 
-def summary_row(name: str, run: dict, metrics: pd.DataFrame, published: float | None) -> dict:
-    """Accuracies in %; samples/s as in the throughput figure (the first epoch left out when there are
-    more; all workers together); difference = final - published, in percentage points."""
-    best = metrics.loc[metrics["val_accuracy"].idxmax()]  # the first epoch reaching the maximum
-    final = metrics.iloc[-1]
-    final_accuracy = final["val_accuracy"] * 100
-    workers = run.get("distributed", {}).get("workers", 1)
+def summary_row(name: str, runs: list[dict], metrics: list[pd.DataFrame], published: float | None) -> dict:
+    """An experiment's row from its runs (its seeds, or itself): accuracies in %, the runs' mean; the
+    final accuracy's standard deviation over the runs (NaN for one run); the best epoch is that of
+    the mean validation curve (the first reaching its maximum); samples/s as in the throughput
+    figure (the first epoch left out when there are more; all workers together); difference = final
+    - published, in percentage points."""
+    mean_curve = pd.concat(metrics).groupby("epoch", as_index=False).mean(numeric_only=True)
+    best = mean_curve.loc[mean_curve["val_accuracy"].idxmax()]
+    finals = pd.DataFrame([run_metrics.iloc[-1] for run_metrics in metrics]) * 100
+    final_accuracy = finals["val_accuracy"].mean()
+    first = runs[0]
+    workers = first.get("distributed", {}).get("workers", 1)
     return {
         "experiment": name,
-        "dataset": run["config"]["dataset"],
-        "network": run["config"]["network"],
-        "epochs": len(metrics),
+        "dataset": first["config"]["dataset"],
+        "network": first["config"]["network"],
+        "epochs": len(mean_curve),
+        "seeds": len(runs),
         "best_val_accuracy": best["val_accuracy"] * 100,
         "best_epoch": int(best["epoch"]),
         "final_val_accuracy": final_accuracy,
-        "final_val_top5_accuracy": final.get("val_top5_accuracy", math.nan) * 100,
-        "wall_hours": run["wall_seconds"] / 3600,
-        "samples_per_second": mean_samples_per_second(metrics),
+        "final_val_accuracy_std": finals["val_accuracy"].std() if len(runs) > 1 else math.nan,
+        "final_val_top5_accuracy": finals.get("val_top5_accuracy", pd.Series([math.nan])).mean(),
+        "wall_hours": sum(run["wall_seconds"] for run in runs) / len(runs) / 3600,
+        "samples_per_second": sum(map(mean_samples_per_second, metrics)) / len(metrics),
         "workers": workers,
-        "devices": run["devices"]["description"],  # rank 0's, the same kind in every worker
-        "global_batch_size": run["config"]["batch_size"] * workers,
+        "devices": first["devices"]["description"],  # rank 0's, the same kind in every worker
+        "global_batch_size": first["config"]["batch_size"] * workers,
         "published": math.nan if published is None else published,
         "difference": math.nan if published is None else final_accuracy - published,
     }
 
 
 def summary_table(
-    runs: dict[str, dict], metrics: dict[str, pd.DataFrame], published: dict[str, float]
+    runs: dict[str, dict],
+    metrics: dict[str, pd.DataFrame],
+    published: dict[str, float],
+    experiment_runs: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """One row per experiment of `runs` (run.json records), in their order; NaN where there is nothing
-    to show (no top-5 accuracy on CIFAR-10, no published accuracy)."""
-    without_metrics = [name for name in runs if name not in metrics]
+    """One row per experiment of `experiment_runs` (experiment -> its run names; by default each run
+    is an experiment of its own), in their order, from the runs' run.json records and metrics; NaN
+    where there is nothing to show (no top-5 accuracy on CIFAR-10, no published accuracy, one seed)."""
+    experiment_runs = experiment_runs or {name: [name] for name in runs}
+    named = [run for names in experiment_runs.values() for run in names]
+    without_metrics = [name for name in named if name not in metrics]
     if without_metrics:
         raise InputError(f"no metrics given for experiment(s) {', '.join(without_metrics)}")
-    without_run = [name for name in [*metrics, *published] if name not in runs]
+    without_run = [name for name in named if name not in runs] + [
+        name for name in published if name not in experiment_runs
+    ]
     if without_run:
         raise InputError(f"no run given for experiment(s) {', '.join(dict.fromkeys(without_run))}")
     not_numbers = [
@@ -98,7 +116,10 @@ def summary_table(
     ]
     if not_numbers:
         raise InputError(f"published accuracy of {', '.join(not_numbers)} is not a number")
-    rows = [summary_row(name, run, metrics[name], published.get(name)) for name, run in runs.items()]
+    rows = [
+        summary_row(name, [runs[run] for run in names], [metrics[run] for run in names], published.get(name))
+        for name, names in experiment_runs.items()
+    ]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -153,14 +174,18 @@ def params_diff(configs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["parameter", *configs])
 
 
-def group_diffs(groups: dict[str, list[str]], runs: dict[str, dict]) -> dict[str, pd.DataFrame]:
-    """The params diff of each group's experiments, from their run.json configs."""
+def group_diffs(
+    groups: dict[str, list[str]], runs: dict[str, dict], experiment_runs: dict[str, list[str]] | None = None
+) -> dict[str, pd.DataFrame]:
+    """The params diff of each group's experiments, from the run.json config of each one's first run
+    (its seeds share every other setting)."""
+    experiment_runs = experiment_runs or {name: [name] for name in runs}
     diffs = {}
     for group, experiments in groups.items():
-        unknown = [name for name in experiments if name not in runs]
+        unknown = [name for name in experiments if experiment_runs.get(name, [None])[0] not in runs]
         if unknown:
             raise InputError(f"group {group!r}: no run given for experiment(s) {', '.join(unknown)}")
-        diffs[group] = params_diff({name: runs[name]["config"] for name in experiments})
+        diffs[group] = params_diff({name: runs[experiment_runs[name][0]]["config"] for name in experiments})
     return diffs
 
 
@@ -257,11 +282,12 @@ def build_tables(
     published: dict[str, float],
     groups: dict[str, list[str]],
     outputs: dict[str, str],
+    experiment_runs: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
-    """Read each experiment's run.json and metrics.csv, write the four tables (`outputs` maps
-    summary_csv, summary_md, params_csv and params_md to paths), and return the summary."""
+    """Read each run's run.json and metrics.csv, write the four tables (`outputs` maps summary_csv,
+    summary_md, params_csv and params_md to paths), and return the summary."""
     runs = {name: load_run(path, name) for name, path in run_paths.items()}
     metrics = {name: load_metrics(path) for name, path in metrics_paths.items()}
-    summary = summary_table(runs, metrics, published)
-    write_tables(summary, group_diffs(groups, runs), **outputs)
+    summary = summary_table(runs, metrics, published, experiment_runs)
+    write_tables(summary, group_diffs(groups, runs, experiment_runs), **outputs)
     return summary

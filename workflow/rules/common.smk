@@ -20,6 +20,12 @@ OUT = config["output_dir"].rstrip("/")
 DATASETS = sorted(config["datasets"])
 SPLITS = ["train", "test"]
 EXPERIMENTS = config["experiments"]
+# each experiment's training runs (one per seed of `seeds`): run name -> its config
+RUNS_OF = {
+    name: layout.experiment_runs(name, experiment)
+    for name, experiment in EXPERIMENTS.items()
+}
+RUNS = {run: spec for runs in RUNS_OF.values() for run, spec in runs.items()}
 PRETRAINED = config["pretrained_models"]
 FIGURES = config["figures"]
 
@@ -32,7 +38,7 @@ def choice_of(names):
 wildcard_constraints:
     dataset=choice_of(DATASETS),
     split=choice_of(SPLITS),
-    experiment=choice_of(EXPERIMENTS),
+    experiment=choice_of(RUNS),
     model=choice_of(PRETRAINED),
     figure=choice_of(FIGURES),
 
@@ -57,10 +63,25 @@ def check_references():
                     f"experiments.{name}.init.experiment: {init['experiment']!r} trains on "
                     f"{source['dataset']}, not {experiment['dataset']}"
                 )
+            unmatched = [
+                run["seed"]
+                for run in RUNS_OF[name].values()
+                if "seeds" in source and run["seed"] not in source["seeds"]
+            ]
+            if unmatched:
+                raise ValueError(
+                    f"experiments.{name}: seed(s) {unmatched} start from the run of the same seed of "
+                    f"{init['experiment']!r}, whose seeds are {source['seeds']}"
+                )
     for model, spec in PRETRAINED.items():
         if "experiment" in spec and spec["experiment"] not in EXPERIMENTS:
             raise ValueError(
                 f"pretrained_models.{model}.experiment: {spec['experiment']!r} is not an experiment"
+            )
+        if "seeds" in EXPERIMENTS.get(spec.get("experiment"), {}):
+            raise ValueError(
+                f"pretrained_models.{model}.experiment: {spec['experiment']!r} trains several seeds; "
+                "a pretrained model is one run: name an experiment without `seeds`"
             )
     for figure, spec in FIGURES.items():
         unknown = [name for name in spec["experiments"] if name not in EXPERIMENTS]
@@ -171,7 +192,8 @@ def data_targets():
 
 
 def experiment_config(wildcards):
-    return EXPERIMENTS[wildcards.experiment]
+    """The config of a training run (an experiment, or one seed of it)."""
+    return RUNS[wildcards.experiment]
 
 
 def experiment_outputs(name):
@@ -222,8 +244,13 @@ def training_inputs(wildcards):
     init = experiment["init"]
     if init["type"] == "pretrained":
         inputs |= pretrained_files(init["model"])
-    elif init["type"] == "experiment":
-        inputs |= final_model_files(init["experiment"])
+    elif (
+        init["type"] == "experiment"
+    ):  # the source's run of the same seed, if it has seeds
+        source = init["experiment"]
+        if "seeds" in EXPERIMENTS[source]:
+            source = layout.seed_run(source, experiment["seed"])
+        inputs |= final_model_files(source)
     return inputs
 
 
@@ -274,13 +301,13 @@ def training_env(wildcards):
 
 
 def experiment_targets():
-    """Every experiment's outputs, and its final parameters under MXNet's checkpoint name."""
+    """Every run's outputs, and its final parameters under MXNet's checkpoint name."""
     return [
         path
-        for name, experiment in EXPERIMENTS.items()
+        for run, spec in RUNS.items()
         for path in [
-            *experiment_outputs(name).values(),
-            layout.numbered_params(OUT, name, experiment["num_epochs"]),
+            *experiment_outputs(run).values(),
+            layout.numbered_params(OUT, run, spec["num_epochs"]),
         ]
     ]
 
@@ -308,11 +335,17 @@ def figure_spec(wildcards):
     return FIGURES[wildcards.figure]
 
 
+def figure_runs(wildcards):
+    """The training runs of each of the figure's experiments, in the spec's order."""
+    return {name: list(RUNS_OF[name]) for name in figure_spec(wildcards)["experiments"]}
+
+
 def figure_metrics(wildcards):
-    """metrics.csv of each of the figure's experiments, in the spec's order."""
+    """metrics.csv of each run of the figure's experiments, in figure_runs' order."""
     return [
-        layout.experiment_files(OUT, name).metrics
-        for name in figure_spec(wildcards)["experiments"]
+        layout.experiment_files(OUT, run).metrics
+        for runs in figure_runs(wildcards).values()
+        for run in runs
     ]
 
 

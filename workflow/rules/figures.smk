@@ -50,14 +50,15 @@ rule plot_figure:
         runtime=5,
     params:
         spec=lambda wildcards: canonical(figure_spec(wildcards)),
+        experiment_runs=figure_runs,
     script:
         "../../scripts/plot_figure.py"
 
 
 rule summary_tables:
     input:
-        runs=[experiment_outputs(name)["run"] for name in EXPERIMENTS],
-        metrics=[experiment_outputs(name)["metrics"] for name in EXPERIMENTS],
+        runs=[experiment_outputs(run)["run"] for run in RUNS],
+        metrics=[experiment_outputs(run)["metrics"] for run in RUNS],
     output:
         summary_csv=report(
             f"{OUT}/tables/summary.csv",
@@ -82,7 +83,7 @@ rule summary_tables:
         mem_mb=1000,
         runtime=5,
     params:
-        experiments=list(EXPERIMENTS),
+        experiment_runs={name: list(runs) for name, runs in RUNS_OF.items()},
         published=canonical(config["published_accuracy"]),
         groups=canonical(summary_groups()),
     script:
