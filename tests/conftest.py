@@ -6,6 +6,7 @@ import csv
 import functools
 import hashlib
 import http.server
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +26,13 @@ TEST_ARCHIVES = {
     "cifar10": {"file": "cifar-10-python.tar.gz", "train_per_class": 6, "test_per_class": 2},
     "cifar100": {"file": "cifar-100-python.tar.gz", "train_per_class": 1, "test_per_class": 1},
 }
+
+
+def demo_workdir(folder: Path) -> Path:
+    """`folder` set up as a checkout's working directory for the demo: the config files, and the
+    published curves the figures read."""
+    shutil.copytree(REPO / "config", folder / "config", dirs_exist_ok=True)
+    return folder
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:

@@ -5,13 +5,12 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 from datetime import datetime
 
 import pytest
 import yaml
-from conftest import BIN, REPO, SNAKEFILE, read_metrics, without_timing
+from conftest import BIN, REPO, SNAKEFILE, demo_workdir, read_metrics, without_timing
 
 from cifar_repro import layout
 
@@ -41,12 +40,6 @@ def snakemake(workdir, *args, timeout=1500):
     return subprocess.run(
         command, capture_output=True, text=True, env=environment, cwd=workdir, timeout=timeout
     )
-
-
-def demo_workdir(folder):
-    (folder / "config").mkdir(parents=True)
-    shutil.copy(REPO / "config" / "demo.yaml", folder / "config" / "demo.yaml")
-    return folder
 
 
 DEMO_RUN = ("--configfile", "config/demo.yaml", "--replace-workflow-config")

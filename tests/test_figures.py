@@ -2,6 +2,7 @@
 not on pixels), their legends and texts cover nothing, and save_figure writes real PNG/SVG files whole
 or fails naming the bad path."""
 
+import re
 import xml.etree.ElementTree as ElementTree
 
 import matplotlib.pyplot as plt
@@ -12,7 +13,7 @@ import yaml
 from conftest import REPO
 from matplotlib.collections import PolyCollection
 
-from cifar_repro import figures, metrics
+from cifar_repro import figures, metrics, published
 from cifar_repro.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -159,7 +160,8 @@ def test_accuracy_lr_data_keeps_each_epochs_lr_and_adadeltas_empty_one(runs):
 
 def test_stages_continue_the_epochs_of_the_previous_stage(runs):
     data = figures.plot_data(spec("stages", ["stage1", "stage2"]), runs)
-    assert list(data.columns) == ["experiment", "stage", "epoch", "split", "accuracy_percent"]
+    assert list(data.columns) == ["experiment", "stage", "epoch", "split", "accuracy_percent", "source"]
+    assert set(data["source"]) == {"measured"}
     validation = data[data["split"] == "validation"]
     assert validation["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     assert validation["stage"].tolist() == [1, 1, 1, 1, 2, 2]
@@ -341,6 +343,45 @@ def test_stages_figure_marks_the_boundary_between_stages(runs):
     np.testing.assert_allclose(stage_curves[1][1], [8, 18, 27, 35, 40, 41])
     assert horizontal_lines_at(axis) == [75.68]
     assert "published (stage 2): 75.68 %" in legend_texts(figure)
+
+
+def test_the_notebooks_published_curve_is_drawn_in_grey_beside_the_stages(runs):
+    curve = published.load_curve(REPO / "config" / "published" / "cifar100_notebook.csv")
+    assert len(curve) == 46 and curve["val_accuracy"].iloc[-1] == pytest.approx(0.756867)
+    assert curve.loc[curve["stage"] == 2, "continuous_epoch"].tolist() == list(range(39, 46))
+    label = "notebook, published"
+    figure_spec = spec("stages", ["stage1", "stage2"]) | {
+        "published_curve": {"path": "config/published/cifar100_notebook.csv", "label": label}
+    }
+    data = figures.plot_data(figure_spec, runs, curve)
+    notebook = data[(data["source"] == label) & (data["split"] == "validation")]
+    assert notebook["epoch"].tolist() == list(range(1, 46))  # stage 1's unused 39th epoch left out
+    drawn_curve = curve.drop(index=38)
+    np.testing.assert_allclose(notebook["accuracy_percent"], drawn_curve["val_accuracy"] * 100)
+    figure = figures.draw(figure_spec, data)
+    (axis,) = figure.axes
+    assert vertical_lines_at(axis) == [4.5]  # the measured stages' boundary only
+    greys = [c for c in curves(axis) if c[2] == figures.PUBLISHED_CURVE_GREY]
+    assert len(greys) == 2  # train and validation
+    assert label in legend_texts(figure)
+    with pytest.raises(InputError, match="its published curve was not given"):
+        figures.plot_data(figure_spec, runs)
+
+
+@pytest.mark.parametrize(
+    "text, complaint",
+    [
+        ("stage,epoch\n1,1\n", "missing column(s) continuous_epoch"),
+        ("stage,epoch,continuous_epoch,train_accuracy,val_accuracy\n1,1,1,0.5,75.3\n", "fractions"),
+        ("# only a comment\n", "not a published curve CSV"),
+    ],
+)
+def test_a_bad_published_curve_is_refused_naming_the_file(tmp_path, text, complaint):
+    path = tmp_path / "curve.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match=re.escape(complaint)) as error:
+        published.load_curve(path)
+    assert str(path) in str(error.value)
 
 
 def test_throughput_figure_bars_are_the_means_first_on_top(runs):

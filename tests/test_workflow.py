@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 import yaml
-from conftest import BIN, REPO, run_snakemake, scheduled_rules
+from conftest import BIN, REPO, demo_workdir, run_snakemake, scheduled_rules
 
 from cifar_repro import archive, mean, synthetic
 
@@ -22,10 +22,7 @@ DEMO_RUN = ("--configfile", "config/demo.yaml", "--replace-workflow-config")
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A workdir where `make demo`'s run happened: config/demo.yaml alone, targets all and report."""
-    workdir = tmp_path_factory.mktemp("demo")
-    (workdir / "config").mkdir()
-    for name in ("config.yaml", "demo.yaml"):
-        (workdir / "config" / name).write_text((REPO / "config" / name).read_text())
+    workdir = demo_workdir(tmp_path_factory.mktemp("demo"))
     result = run_snakemake(workdir, *DEMO_RUN, "all", "report")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir

@@ -19,7 +19,8 @@ without looking at pixels:
 
 - accuracy: experiment, epoch, split (train/validation), accuracy_percent;
 - accuracy_lr: the same and lr (NaN where the optimizer has none);
-- stages: experiment, stage, epoch (continuous over the stages), split, accuracy_percent;
+- stages: experiment, stage, epoch (continuous over the stages), split, accuracy_percent, source
+  ("measured", or the label of the spec's `published_curve`, a published.py file drawn in grey);
 - throughput: experiment, samples_per_second, epochs_averaged (a row per run).
 
 `draw` hands that table to seaborn's figure-level functions, which average the rows of an x value and
@@ -53,6 +54,9 @@ SPLIT_DASHES = {"train": "", "validation": (4, 1.5)}
 REFERENCE_DASHES = (0, (8, 4))
 REFERENCE_GREYS = ("0.15", "0.45", "0.65")
 REFERENCES_HEADING = "published"
+MEASURED = "measured"  # the source of the experiments' own rows in a stages table
+STAGE_COLUMNS = ["experiment", "stage", "epoch", "split", "accuracy_percent", "source"]
+PUBLISHED_CURVE_GREY = "0.55"
 FIGURE_WIDTH, FIGURE_HEIGHT = 9.0, 5.0  # inches, legend included
 DPI = 120
 
@@ -93,7 +97,32 @@ def _stage_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.
     for stage, experiment in enumerate(experiments, start=1):
         frames.append(_accuracy_rows(experiment, metrics[experiment], offset).assign(stage=stage))
         offset += int(metrics[experiment]["epoch"].max())
-    return pd.concat(frames, ignore_index=True)[["experiment", "stage", "epoch", "split", "accuracy_percent"]]
+    stages = pd.concat(frames, ignore_index=True).assign(source=MEASURED)
+    return stages[STAGE_COLUMNS]
+
+
+def _published_stage_rows(curve: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A published curve (published.load_curve) as rows of the stages table, its source `label`. The
+    curve follows the run: an earlier stage's epochs from where the next stage starts are left out
+    (the CIFAR-100 notebook printed a 39th stage-1 epoch that its stage 2 did not start from)."""
+    next_start = curve.groupby("stage")["continuous_epoch"].min().shift(-1)
+    curve = curve[curve["continuous_epoch"] < curve["stage"].map(next_start).fillna(float("inf"))]
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "experiment": label,
+                    "stage": curve["stage"],
+                    "epoch": curve["continuous_epoch"],
+                    "split": split,
+                    "accuracy_percent": curve[column] * 100,
+                    "source": label,
+                }
+            )
+            for split, column in SPLIT_COLUMNS.items()
+        ],
+        ignore_index=True,
+    )
 
 
 def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -248,15 +277,22 @@ def _draw_accuracy_lr(spec: dict, data: pd.DataFrame) -> sns.FacetGrid:
 
 
 def _draw_stages(spec: dict, data: pd.DataFrame) -> sns.FacetGrid:
-    grid = _curves(spec, data, "accuracy_percent", "split", list(SPLIT_DASHES), marker=".", **_figure_size())
+    """The measured stages in colour and a published curve, if any, in grey: train solid, validation
+    dashed for both."""
+    sources = list(dict.fromkeys(data["source"]))
+    palette = {source: PUBLISHED_CURVE_GREY for source in sources} | {MEASURED: "C0"}
+    grid = _curves(
+        spec, data, "accuracy_percent", "source", sources, palette=palette, marker=".", **_figure_size()
+    )
     (axis,) = grid.axes.flat
     grid.set_axis_labels("epoch (continuous over the stages)", "accuracy (%)")
     # a boundary between the last epoch of a stage and the first of the next, named after the next
-    last_epochs = data.groupby("stage")["epoch"].max()
+    measured = data[data["source"] == MEASURED]
+    last_epochs = measured.groupby("stage")["epoch"].max()
     for stage, last_epoch in last_epochs.iloc[:-1].items():
         boundary = last_epoch + 0.5
         axis.axvline(boundary, color="0.3", linestyle=":", linewidth=1.2)
-        next_stage = data.loc[data["stage"] == stage + 1, "experiment"].iloc[0]
+        next_stage = measured.loc[measured["stage"] == stage + 1, "experiment"].iloc[0]
         # above the plot frame, where it can cover no curve
         axis.text(
             boundary,
@@ -321,17 +357,27 @@ def check_spec(spec: dict) -> None:
         raise InputError(f"figure {title!r}: no experiments")
     if spec["kind"] == "throughput" and spec.get("references"):
         raise InputError(f"figure {title!r}: references are accuracies and a throughput figure has none")
+    if "published_curve" in spec and spec["kind"] != "stages":
+        raise InputError(f"figure {title!r}: a published curve is drawn in a stages figure only")
 
 
-def plot_data(spec: dict, metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def plot_data(
+    spec: dict, metrics: dict[str, pd.DataFrame], published_curve: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The long-format table the figure shows (see the module's docstring), in the spec's experiment
-    order; `metrics` maps each experiment to its metrics.csv as `metrics.load_metrics` reads it."""
+    order; `metrics` maps each experiment to its metrics.csv as `metrics.load_metrics` reads it, and
+    `published_curve` is the spec's `published_curve` file as `published.load_curve` reads it."""
     check_spec(spec)
     experiments = spec["experiments"]
     missing = [name for name in experiments if name not in metrics]
     if missing:
         raise InputError(f"figure {spec['title']!r}: no metrics given for experiment(s) {', '.join(missing)}")
-    return KINDS[spec["kind"]].data(experiments, metrics)
+    data = KINDS[spec["kind"]].data(experiments, metrics)
+    if "published_curve" in spec:
+        if published_curve is None:
+            raise InputError(f"figure {spec['title']!r}: its published curve was not given")
+        data = pd.concat([data, _published_stage_rows(published_curve, spec["published_curve"]["label"])])
+    return data.reset_index(drop=True)
 
 
 def draw(spec: dict, data: pd.DataFrame) -> Figure:

@@ -335,6 +335,11 @@ def figure_spec(wildcards):
     return FIGURES[wildcards.figure]
 
 
+def figure_published_curve(wildcards):
+    """The published curve file a figure draws, if any."""
+    return figure_spec(wildcards).get("published_curve", {}).get("path", [])
+
+
 def figure_runs(wildcards):
     """The training runs of each of the figure's experiments, in the spec's order."""
     return {name: list(RUNS_OF[name]) for name in figure_spec(wildcards)["experiments"]}

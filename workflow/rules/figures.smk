@@ -32,6 +32,7 @@ rule plot_samples:
 rule plot_figure:
     input:
         metrics=figure_metrics,
+        published_curve=figure_published_curve,
     output:
         png=report(
             f"{OUT}/figures/{{figure}}.png",
