@@ -16,7 +16,7 @@ from conftest import (
     without_timing,
 )
 
-from cifar_repro import layout
+from cifar_repro import claims, layout
 from cifar_repro.metrics import load_experiment_metrics
 
 SIZES = {"cifar10": (10, 2)}  # 100 training, 20 test images
@@ -34,12 +34,43 @@ FIGURES = {
     "fan_vs_single": {"title": "seeds", "kind": "accuracy", "experiments": ["fan", "single"]},
     "stages": {"title": "stages", "kind": "stages", "experiments": ["fan", "next_stage"]},
 }
-TARGETS = ["results/tables/summary.csv", "results/figures/fan_vs_single.png", "results/figures/stages.png"]
+CLAIMS = {
+    "next_stage_beats_fan": {
+        "statement": "the next stage ends above the first",
+        "source": "a notebook",
+        "kind": "beats",
+        "baseline": "fan",
+        "treatment": "next_stage",
+        "published": {"baseline": 60.0, "treatment": 70.0},
+    },
+    "fan_beats_single": {
+        "statement": "two seeds beat one",
+        "source": "nowhere",
+        "kind": "beats",
+        "baseline": "single",
+        "treatment": "fan",
+        "published": {"baseline": 60.0, "treatment": 70.0},
+    },
+    "elsewhere": {
+        "statement": "an experiment of another config",
+        "source": "a tutorial",
+        "kind": "beats",
+        "baseline": "fan",
+        "treatment": "not_here",
+        "published": {"baseline": 60.0, "treatment": 70.0},
+    },
+}
+TARGETS = [
+    "results/tables/summary.csv",
+    "results/tables/claims.csv",
+    "results/figures/fan_vs_single.png",
+    "results/figures/stages.png",
+]
 
 
 def config(folder, experiments=EXPERIMENTS):
     return synthetic_config(
-        SIZES, gpu_lock_dir=str(folder / "locks"), experiments=experiments, figures=FIGURES
+        SIZES, gpu_lock_dir=str(folder / "locks"), experiments=experiments, figures=FIGURES, claims=CLAIMS
     )
 
 
@@ -103,3 +134,19 @@ def test_a_later_stage_needs_the_seeds_of_the_stage_it_starts_from(tmp_path):
     assert result.returncode != 0
     message = "seed(s) [3] start from the run of the same seed of 'fan', whose seeds are [1, 2]"
     assert message in result.stdout + result.stderr
+
+
+@pytest.mark.workflow
+def test_the_claims_table_judges_each_claim_from_the_seeds_it_trained(built):
+    table = pd.read_csv(built / "results/tables/claims.csv").set_index("claim")
+    assert table.loc["elsewhere", "verdict"] == "not run in this config"
+    assert table.loc["fan_beats_single", "verdict"] == "inconclusive"  # one seed of single
+    finals = {
+        name: {seed: float(metrics(built, f"{name}/seed{seed}")[-1]["val_accuracy"]) * 100 for seed in (1, 2)}
+        for name in ("fan", "next_stage")
+    }
+    difference, low, high = claims.difference_interval(finals["next_stage"], finals["fan"])  # paired
+    row = table.loc["next_stage_beats_fan"]
+    assert (row["difference"], row["ci_low"], row["ci_high"]) == pytest.approx((difference, low, high))
+    assert row["verdict"] == claims.verdict_beats(low, high, published_sign=1) and row["seeds"] == 2
+    assert "Verdict rule:" in (built / "results/tables/claims.md").read_text()

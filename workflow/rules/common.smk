@@ -14,6 +14,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # layout and URL handling.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from cifar_repro import layout  # noqa: E402
+from cifar_repro.claim_spec import claim_experiments  # noqa: E402
 from cifar_repro.download import archive_name, local_source  # noqa: E402
 
 OUT = config["output_dir"].rstrip("/")
@@ -324,10 +325,38 @@ def figure_targets():
 def table_targets():
     if not EXPERIMENTS:
         return []
-    return expand(
-        f"{OUT}/tables/{{table}}.{{ext}}",
-        table=["summary", "params_diff"],
-        ext=["csv", "md"],
+    tables = ["summary", "params_diff"] + (["claims"] if config["claims"] else [])
+    return expand(f"{OUT}/tables/{{table}}.{{ext}}", table=tables, ext=["csv", "md"])
+
+
+def claims_experiment_seeds():
+    """The experiments the claims name that this config trains: experiment -> {run: seed}."""
+    named = [
+        name for claim in config["claims"].values() for name in claim_experiments(claim)
+    ]
+    return {
+        name: {run: spec["seed"] for run, spec in RUNS_OF[name].items()}
+        for name in dict.fromkeys(named)
+        if name in EXPERIMENTS
+    }
+
+
+def claims_metrics():
+    """metrics.csv of each run of claims_experiment_seeds, in its order."""
+    return [
+        layout.experiment_files(OUT, run).metrics
+        for runs in claims_experiment_seeds().values()
+        for run in runs
+    ]
+
+
+def claims_curves():
+    return sorted(
+        {
+            claim["published_curve"]
+            for claim in config["claims"].values()
+            if claim["kind"] == "matches_curve"
+        }
     )
 
 

@@ -3,6 +3,7 @@ localrules:
     plot_samples,
     plot_figure,
     summary_tables,
+    claims_table,
 
 
 rule plot_samples:
@@ -89,3 +90,30 @@ rule summary_tables:
         groups=canonical(summary_groups()),
     script:
         "../../scripts/summary_tables.py"
+
+
+rule claims_table:
+    input:
+        metrics=claims_metrics(),
+        curves=claims_curves(),
+    output:
+        csv=report(
+            f"{OUT}/tables/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"table": "the seeds' claims, with verdicts"},
+        ),
+        md=f"{OUT}/tables/claims.md",
+    log:
+        f"{OUT}/logs/claims_table.log",
+    conda:
+        "../../envs/plot.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        claims=canonical(config["claims"]),
+        experiment_seeds=claims_experiment_seeds(),
+    script:
+        "../../scripts/claims_table.py"
