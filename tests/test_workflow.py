@@ -87,8 +87,20 @@ def test_report_holds_every_figure_table_and_caption(demo):
         "params_diff.csv",
         "CIFAR-100",
         "results vs published",
+        "claims.csv",
+        "the seeds' claims, with verdicts",
     ):
         assert needle in report, needle
+    # the description, at the top of the report, opens by saying the data is synthetic
+    description = report[report.index("var workflow_desc = ") :]
+    assert description.index("Synthetic data:") < description.index("cifar-repro rebuilds")
+
+
+def test_the_claims_table_has_a_row_per_configured_claim(demo):
+    rows = read_csv(demo / "results" / "demo" / "tables" / "claims.csv")
+    claims = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["claims"]
+    assert sorted(row["claim"] for row in rows) == sorted(claims)
+    assert {row["verdict"] for row in rows} == {"inconclusive"}  # one seed per twin
 
 
 def test_changing_one_figure_reruns_only_that_figure(demo):
