@@ -1,9 +1,16 @@
 """Rule train: one experiment's training job (the loop is cifar_repro/training.py); an experiment
 with `distributed` is started through MXNet's tracker (cifar_repro/distributed.py)."""
 
+import os
+
 from cifar_repro.rule import rule_log
 
 with rule_log(snakemake):
+    if "distributed" not in snakemake.params.experiment:
+        # MXNet sizes its CPU thread pool when it loads: to the cores Snakemake gave this job, not
+        # every core of the machine, so that jobs running side by side do not oversubscribe them
+        # (a distributed launch shares them out between its workers itself)
+        os.environ.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
     from cifar_repro.distributed import train_distributed
     from cifar_repro.layout import ExperimentFiles
     from cifar_repro.training import Data, Devices, train

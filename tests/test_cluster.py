@@ -21,6 +21,12 @@ pytestmark = [
 
 DEMO = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 OUT = DEMO["output_dir"]
+# every training run of the demo: each seed of an experiment with seeds
+RUNS = {
+    run: spec
+    for name, experiment in DEMO["experiments"].items()
+    for run, spec in layout.experiment_runs(name, experiment).items()
+}
 # The options that fit the workflow to the test cluster (local_slurm.sh): its node has 8 CPUs, 4 fake
 # GPUs and 20 GB, so jobs are sized to run side by side there, and the plugin checks job states with
 # squeue every 2 s rather than sacct every 40 s. Paths are relative to the repository.
@@ -65,18 +71,18 @@ def log_span(workdir, name):
 
 def test_every_training_job_ran_as_its_own_slurm_job_on_the_gpus_it_was_given(cluster_run):
     workdir, _ = cluster_run
-    records = {name: run_record(workdir, name) for name in DEMO["experiments"]}
+    records = {name: run_record(workdir, name) for name in RUNS}
     job_ids = [record["devices"]["slurm_job_id"] for record in records.values()]
     assert len(set(job_ids)) == len(records), job_ids
     for name, record in records.items():
         devices = record["devices"]
         assert devices["assignment"] == "slurm" and devices["cpu_stand_in"], name
-        assert len(devices["gpu_ids"]) == DEMO["experiments"][name].get("gpus", 1), name
+        assert len(devices["gpu_ids"]) == RUNS[name].get("gpus", 1), name  # a worker's own, if distributed
 
 
 def test_jobs_that_ran_at_the_same_time_had_disjoint_gpus(cluster_run):
     workdir, _ = cluster_run
-    spans = {name: log_span(workdir, name) for name in DEMO["experiments"]}
+    spans = {name: log_span(workdir, name) for name in RUNS}
     overlapping = [
         (a, b)
         for a, b in itertools.combinations(spans, 2)
@@ -92,12 +98,12 @@ def test_the_data_chain_of_a_dataset_is_one_slurm_job(cluster_run):
     workdir, result = cluster_run
     submitted = [line for line in result.stderr.splitlines() if "has been submitted with SLURM jobid" in line]
     # per dataset one group job, and one job per experiment; nothing else goes to Slurm
-    assert len(submitted) == len(DEMO["datasets"]) + len(DEMO["experiments"]), submitted
+    assert len(submitted) == len(DEMO["datasets"]) + len(RUNS), submitted
 
 
 def test_metrics_equal_a_local_run_with_the_same_seed(cluster_run, tmp_path):
     workdir, _ = cluster_run
-    name = "cifar10_scratch"
+    name = "cifar10_scratch/seed1"
     local = demo_workdir(tmp_path)
     result = snakemake(local, *DEMO_RUN, "--cores", "2", layout.experiment_files(OUT, name).metrics)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -112,9 +118,12 @@ def test_the_report_builds(cluster_run):
 
 
 def with_experiment(workdir, name, **changes):
-    """The demo config of `workdir` with one more experiment, a copy of cifar10_scratch."""
+    """The demo config of `workdir` with one more experiment, a copy of cifar10_scratch with one seed."""
     config = yaml.safe_load((workdir / "config" / "demo.yaml").read_text())
-    config["experiments"][name] = config["experiments"]["cifar10_scratch"] | changes
+    scratch = {
+        key: value for key, value in config["experiments"]["cifar10_scratch"].items() if key != "seeds"
+    }
+    config["experiments"][name] = scratch | changes
     (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
     return layout.experiment_files(OUT, name).metrics
 
