@@ -35,7 +35,7 @@ def demo_runs() -> dict[str, dict]:
 def demo(tmp_path_factory):
     """A workdir where `make demo`'s run happened: config/demo.yaml alone, targets all and report."""
     workdir = demo_workdir(tmp_path_factory.mktemp("demo"))
-    result = run_snakemake(workdir, *DEMO_RUN, "--set-threads", "train=1", "all", "report")  # as make demo
+    result = run_snakemake(workdir, *DEMO_RUN, "all", "report", "--set-threads", "train=1")  # as make demo
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
