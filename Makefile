@@ -8,6 +8,7 @@
 #   make test-cluster     the demo through a throwaway local Slurm cluster, and the ssh launcher
 #                         through a throwaway sshd (root; installs slurm-wlm and openssh-server)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
+#   make cpu-real         the real CIFAR-10 twins on the CPU, 3 seeds (about 2 hours on 2 cores)
 #   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
 #                         demo data, and the data chain vs the naive route on the real CIFAR-10
 #                         (needs ../shared/tools/cifar10_from_jpg.py)
@@ -32,7 +33,7 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup lock demo test test-fast test-cluster lint benchmark benchmark-cluster report-screenshot clean-demo
+.PHONY: setup lock demo cpu-real test test-fast test-cluster lint benchmark benchmark-cluster report-screenshot clean-demo
 
 setup: $(STAMP)
 
@@ -101,6 +102,12 @@ $(REAL_ARCHIVE): | $(READY)
 	  "give an archive in the cifar-10-python.tar.gz layout with REAL_ARCHIVE=path"; exit 1; }
 	mkdir -p $(dir $@)
 	$(RUN) python $(JPG_TOOL) $@
+
+# Real CIFAR-10 on the CPU (config/cpu-real.yaml, which reads the archive at REAL_ARCHIVE's default
+# path): 3 seeds of two ResNet-20 twins, about 2 hours on 2 cores.
+cpu-real: $(READY) $(REAL_ARCHIVE)
+	$(RUN) snakemake --cores $(CORES) --configfile config/cpu-real.yaml --replace-workflow-config \
+	  all report --set-threads train=1
 
 benchmark: $(READY) $(REAL_ARCHIVE)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \

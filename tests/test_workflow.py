@@ -147,6 +147,21 @@ def test_changing_one_figure_reruns_only_that_figure(demo):
     assert rebuilt.returncode == 0 and scheduled_rules(rebuilt.stdout + rebuilt.stderr) == {"plot_figure": 1}
 
 
+def test_the_real_data_cpu_config_plans_3_seeds_of_each_twin(tmp_path):
+    demo_workdir(tmp_path)
+    archive = tmp_path / "results" / "benchmark" / "cifar-10-python.tar.gz"  # make builds it there
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"")  # a dry run reads nothing
+    real = ("--configfile", "config/cpu-real.yaml", "--replace-workflow-config")
+    result = run_snakemake(tmp_path, *real, "--dry-run", "all", "report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert scheduled_rules(result.stdout)["train"] == 2 * 3
+    for name in ("cifar10_scratch", "cifar10_adadelta"):
+        for seed in range(3):
+            assert f"results/cpu-real/experiments/{name}/seed{seed}/metrics.csv" in result.stdout
+    assert scheduled_rules(result.stdout)["claims_table"] == 1
+
+
 def test_the_synthetic_archive_rule_needs_its_config(tmp_path):
     result = run_snakemake(tmp_path, "results/synthetic/cifar10.tar.gz", config={})
     assert result.returncode != 0
