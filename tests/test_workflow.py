@@ -147,6 +147,19 @@ def test_changing_one_figure_reruns_only_that_figure(demo):
     assert rebuilt.returncode == 0 and scheduled_rules(rebuilt.stdout + rebuilt.stderr) == {"plot_figure": 1}
 
 
+def test_a_config_file_on_the_command_line_replaces_the_default_config(tmp_path):
+    # as --replace-workflow-config would, but also in the jobs Snakemake submits to a cluster, which
+    # get --configfiles and not that flag (the Slurm test's demo found config.yaml's gpu_ids there)
+    demo_workdir(tmp_path)
+    result = run_snakemake(tmp_path, "--configfile", "config/demo.yaml", "--dry-run", "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cifar10_scratch/seed0" in result.stdout and "resnext101" not in result.stdout
+    both = run_snakemake(
+        tmp_path, "--configfile", "config/config.yaml", "config/demo.yaml", "--dry-run", "all"
+    )
+    assert "cifar10_scratch/seed0" in both.stdout and "cifar10_resnext101_scratch" in both.stdout
+
+
 def test_the_real_data_cpu_config_plans_3_seeds_of_each_twin(tmp_path):
     demo_workdir(tmp_path)
     archive = tmp_path / "results" / "benchmark" / "cifar-10-python.tar.gz"  # make builds it there
