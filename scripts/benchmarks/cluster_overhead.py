@@ -1,14 +1,14 @@
 """Benchmark (not a test): what running through Slurm costs, on the demo.
 
 The demo (config/demo.yaml: data chain, a training job per seed of each twin, figures, tables,
-report) runs twice in fresh folders: with the local default profile as `make demo` runs it
-(`--cores 2`, one core per training job), and through a running Slurm cluster with
-workflow/profiles/slurm and the options that fit it to the test cluster
-(tests/cluster/snakemake_options.txt), with the same one core per training job. Prints both wall
-times, their ratio against the 1.5x target, and how many Slurm jobs the cluster run submitted (one
-per dataset's data chain, one per training job: the light rules run locally). The cluster's node declares the machine's CPUs (--cores), as a
-real node does, so Slurm never runs more threads at once than the local run may; `--cores` also
-caps what each Slurm job asks for, the data chain's group job included.
+report) runs twice in fresh folders: with the local default profile as `make demo` runs it (`--cores
+2`, one core per training job), and through a running Slurm cluster with workflow/profiles/slurm and
+the options that fit it to the test cluster (tests/cluster/snakemake_options.txt), with the same one
+core per training job. Prints both wall times, their ratio against the 1.5x target, and how many
+Slurm jobs the cluster run submitted (one per dataset's data chain, one per training job: the light
+rules run locally). The cluster's node declares the machine's CPUs (--cores), as a real node does,
+so Slurm never runs more threads at once than the local run may; `--cores` also caps what each Slurm
+job asks for, the data chain's group job included.
 
 usage: make benchmark-cluster   (starts and stops a local Slurm with NODE_CPUS=CORES; needs root)
 """
