@@ -20,7 +20,8 @@ without looking at pixels:
 - accuracy: experiment, epoch, split (train/validation), accuracy_percent;
 - accuracy_lr: the same and lr (NaN where the optimizer has none);
 - stages: experiment, stage, epoch (continuous over the stages), split, accuracy_percent, source
-  ("measured", or the label of the spec's `published_curve`, a published.py file drawn in grey);
+  ("measured", or the label of the spec's `published_curve`, a config/published/*.csv curve drawn
+  in grey);
 - throughput: experiment, samples_per_second, epochs_averaged (a row per run).
 
 `draw` hands that table to seaborn's figure-level functions, which average the rows of an x value and
@@ -125,6 +126,13 @@ def _published_stage_rows(curve: pd.DataFrame, label: str) -> pd.DataFrame:
     )
 
 
+def _runs_of(metrics: pd.DataFrame) -> list[pd.DataFrame]:
+    """An experiment's metrics per run: its seeds' (the `run` column), or the one run it is."""
+    if "run" not in metrics:
+        return [metrics]
+    return [run.reset_index(drop=True) for _, run in metrics.groupby("run", sort=False)]
+
+
 def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per run (a seed of an experiment, or the experiment)."""
     rows = [
@@ -134,16 +142,9 @@ def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -
             "epochs_averaged": max(len(run) - 1, 1),
         }
         for name in experiments
-        for run in runs_of(metrics[name])
+        for run in _runs_of(metrics[name])
     ]
     return pd.DataFrame(rows, columns=["experiment", "samples_per_second", "epochs_averaged"])
-
-
-def runs_of(metrics: pd.DataFrame) -> list[pd.DataFrame]:
-    """An experiment's metrics per run: its seeds' (the `run` column), or the one run it is."""
-    if "run" not in metrics:
-        return [metrics]
-    return [run.reset_index(drop=True) for _, run in metrics.groupby("run", sort=False)]
 
 
 # ---------------------------------------------------------------- drawing
