@@ -223,8 +223,7 @@ def test_two_workers_and_a_server_train_like_one_process_and_rank_0_validates_th
         data_shapes=[("data", (20, 3, 28, 28))], label_shapes=[("softmax_label", (20,))], for_training=False
     )
     module.set_params(arg, aux)
-    data = training.Data(*(str(folder / f"results/cifar10/rec/{s}") for s in
-                           ("train.rec", "train.idx", "test.rec", "test.idx")))  # fmt: skip
+    data = training.Data.in_folder(folder / "results/cifar10/rec")
     metric = training.make_metric(10)
     training.evaluate(module, training.record_iter(data, run["config"], train=False, seed=0), metric)
     accuracy = dict(metric.get_name_value())["accuracy"]

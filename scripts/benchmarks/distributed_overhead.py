@@ -88,10 +88,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rec = Path(args.rec_dir)
-    data = training.Data(
-        str(rec / "train.rec"), str(rec / "train.idx"), str(rec / "test.rec"), str(rec / "test.idx"), None
-    )
+    data = training.Data.in_folder(args.rec_dir)
     runs: dict[str, list[float]] = {setup: [] for setup in SETUPS}
     for _ in range(args.rounds):
         for setup, distributed in SETUPS.items():

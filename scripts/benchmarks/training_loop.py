@@ -100,10 +100,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rec = Path(args.rec_dir)
-    data = training.Data(
-        str(rec / "train.rec"), str(rec / "train.idx"), str(rec / "test.rec"), str(rec / "test.idx"), None
-    )
+    data = training.Data.in_folder(args.rec_dir)
     ours, baseline = [], []
     for _ in range(args.rounds):
         ours.append(rule_loop_throughput(data, args.epochs))

@@ -24,7 +24,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .claim_spec import claim_experiments
 from .errors import InputError
-from .metrics import load_metrics
+from .metrics import load_experiment_metrics, runs_of
 from .published import load_curve
 from .tables import to_markdown
 
@@ -247,9 +247,11 @@ def build_claims(
     """Read the runs' metrics.csv (`metrics_paths`, in the order of `experiment_seeds`: experiment ->
     {run: seed}, the trained experiments the claims name) and the claims' published curves, and write
     the table as CSV and markdown (`outputs`: csv, md)."""
-    paths = iter(metrics_paths)
+    stacked = load_experiment_metrics(
+        {name: list(seeds) for name, seeds in experiment_seeds.items()}, metrics_paths
+    )
     measured = {
-        name: measured_from({seed: load_metrics(next(paths)) for seed in seeds.values()})
+        name: measured_from({seeds[run]: rows for run, rows in runs_of(stacked[name]).items()})
         for name, seeds in experiment_seeds.items()
     }
     curves = {

@@ -46,7 +46,7 @@ from matplotlib.ticker import LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .errors import InputError  # noqa: E402
-from .metrics import mean_samples_per_second  # noqa: E402
+from .metrics import mean_samples_per_second, runs_of  # noqa: E402
 
 SPLIT_COLUMNS = {"train": "train_accuracy", "validation": "val_accuracy"}
 # train solid, validation dashed, as the report's caption says
@@ -126,13 +126,6 @@ def _published_stage_rows(curve: pd.DataFrame, label: str) -> pd.DataFrame:
     )
 
 
-def _runs_of(metrics: pd.DataFrame) -> list[pd.DataFrame]:
-    """An experiment's metrics per run: its seeds' (the `run` column), or the one run it is."""
-    if "run" not in metrics:
-        return [metrics]
-    return [run.reset_index(drop=True) for _, run in metrics.groupby("run", sort=False)]
-
-
 def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per run (a seed of an experiment, or the experiment)."""
     rows = [
@@ -142,7 +135,7 @@ def _throughput_data(experiments: list[str], metrics: dict[str, pd.DataFrame]) -
             "epochs_averaged": max(len(run) - 1, 1),
         }
         for name in experiments
-        for run in _runs_of(metrics[name])
+        for run in runs_of(metrics[name]).values()
     ]
     return pd.DataFrame(rows, columns=["experiment", "samples_per_second", "epochs_averaged"])
 

@@ -92,3 +92,11 @@ def load_experiment_metrics(
     for (name, run), path in zip(runs, paths, strict=True):
         frames[name].append(load_metrics(path).assign(run=run))
     return {name: pd.concat(stacked, ignore_index=True) for name, stacked in frames.items()}
+
+
+def runs_of(metrics: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """An experiment's metrics per run, from load_experiment_metrics' stack: run name -> its rows. A
+    frame without a `run` column is one run, named ""."""
+    if "run" not in metrics:
+        return {"": metrics}
+    return {str(run): rows.reset_index(drop=True) for run, rows in metrics.groupby("run", sort=False)}

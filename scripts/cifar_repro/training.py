@@ -57,6 +57,12 @@ class Data:
     val_idx: str
     mean: str | None = None
 
+    @classmethod
+    def in_folder(cls, rec_dir: str | Path) -> "Data":
+        """The packed splits of a dataset's rec/ folder, as the pack_records rule names them."""
+        folder = Path(rec_dir)
+        return cls(*(str(folder / name) for name in ("train.rec", "train.idx", "test.rec", "test.idx")))
+
 
 @dataclass(frozen=True)
 class Devices:

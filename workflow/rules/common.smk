@@ -245,9 +245,8 @@ def training_inputs(wildcards):
     init = experiment["init"]
     if init["type"] == "pretrained":
         inputs |= pretrained_files(init["model"])
-    elif (
-        init["type"] == "experiment"
-    ):  # the source's run of the same seed, if it has seeds
+    elif init["type"] == "experiment":
+        # the source's run of the same seed, if it has seeds
         source = init["experiment"]
         if "seeds" in EXPERIMENTS[source]:
             source = layout.seed_run(source, experiment["seed"])
@@ -341,12 +340,12 @@ def claims_experiment_seeds():
     }
 
 
-def claims_metrics():
-    """metrics.csv of each run of claims_experiment_seeds, in its order."""
+def runs_metrics(experiments):
+    """metrics.csv of each run of these experiments, in their order, each one's seeds in theirs."""
     return [
         layout.experiment_files(OUT, run).metrics
-        for runs in claims_experiment_seeds().values()
-        for run in runs
+        for name in experiments
+        for run in RUNS_OF[name]
     ]
 
 
@@ -375,12 +374,7 @@ def figure_runs(wildcards):
 
 
 def figure_metrics(wildcards):
-    """metrics.csv of each run of the figure's experiments, in figure_runs' order."""
-    return [
-        layout.experiment_files(OUT, run).metrics
-        for runs in figure_runs(wildcards).values()
-        for run in runs
-    ]
+    return runs_metrics(figure_spec(wildcards)["experiments"])
 
 
 def figure_category(wildcards):

@@ -60,7 +60,7 @@ rule plot_figure:
 rule summary_tables:
     input:
         runs=[experiment_outputs(run)["run"] for run in RUNS],
-        metrics=[experiment_outputs(run)["metrics"] for run in RUNS],
+        metrics=runs_metrics(EXPERIMENTS),
     output:
         summary_csv=report(
             f"{OUT}/tables/summary.csv",
@@ -94,7 +94,7 @@ rule summary_tables:
 
 rule claims_table:
     input:
-        metrics=claims_metrics(),
+        metrics=runs_metrics(claims_experiment_seeds()),
         curves=claims_curves(),
     output:
         csv=report(
