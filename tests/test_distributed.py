@@ -34,6 +34,7 @@ from conftest import (
 
 from cifar_repro import checkpoints, distributed, layout, training
 from cifar_repro.errors import InputError
+from cifar_repro.schema import with_defaults
 
 SIZES = {"cifar10": (61, 50)}  # 610 training images (305 per worker), 500 test images
 DISTRIBUTED = {"workers": 2, "servers": 1, "kvstore": "dist_sync", "launcher": "local"}
@@ -111,7 +112,7 @@ def test_each_worker_reads_a_disjoint_part_of_the_training_records(tmp_path):
         writer.write_idx(key, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(key), key, 0), image))
     writer.close()
     data = training.Data(str(rec), str(idx), str(rec), str(idx))
-    spec = {**EXPERIMENT, "loader_threads": 1}
+    spec = with_defaults(EXPERIMENT)  # one loader thread
     seen = []
     for rank in range(2):
         labels = []
@@ -202,7 +203,7 @@ def test_two_workers_and_a_server_train_like_one_process_and_rank_0_validates_th
     assert float(rows[-1]["val_accuracy"]) > 0.5  # both learned: 10 classes
     # the learning rate counts epochs as a single process does
     assert [float(row["lr"]) for row in rows] == [
-        training.learning_rate(0.1, EXPERIMENT["lr_schedule"], epoch)
+        training.learning_rate(0.1, EXPERIMENT["lr_schedule"], epoch, EXPERIMENT["num_epochs"])
         for epoch in range(EXPERIMENT["num_epochs"])
     ]
     files = layout.experiment_files("results", "dist")

@@ -159,12 +159,40 @@ def test_inception_rrelu_has_notebook_channels():
     assert "max_pool_5b_pool_output" in internals.list_outputs()
 
 
+def test_quick_net_halves_the_resolution_in_each_of_three_blocks():
+    symbol = networks.quick(10)
+    assert output_shape(symbol, 32) == (1, 10)
+    internals = symbol.get_internals()
+    for block, (channels, size) in enumerate([(48, 16), (192, 8), (192, 4)], start=1):
+        assert output_shape(internals[f"block{block}_relu2_output"], 32) == (1, channels, size, size)
+    assert argument_shapes(symbol, 32)["fc1_weight"] == (10, 192)
+    convolutions = [node for node in nodes(symbol) if node["op"] == "Convolution"]
+    assert len(convolutions) == 7
+
+
+def test_label_smoothing_moves_target_weight_onto_the_other_classes(pretrained_resnet):
+    """The loss gradient at the logits is p - target: with zero logits p is uniform, and the
+    smoothed target keeps 1 - alpha on the label and alpha / (classes - 1) on each other class."""
+    symbol, arg_params, _ = pretrained_resnet
+    smoothed, kept = networks.fine_tune(symbol, arg_params, 5, label_smoothing=0.2)
+    executor = smoothed.simple_bind(mx.cpu(), data=(1, 3, 32, 32), grad_req="write")
+    for name, array in executor.arg_dict.items():
+        array[:] = kept.get(name, 0)
+    executor.arg_dict["softmax_label"][:] = 3
+    executor.forward(is_train=True)
+    executor.backward()
+    expected = np.full(5, 0.2 - 0.2 / 4)  # p - alpha / (classes - 1)
+    expected[3] = 0.2 - 0.8
+    np.testing.assert_allclose(executor.grad_dict["fc_bias"].asnumpy(), expected, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "name, options, builder, arguments",
     [
         ("resnext", {"num_layers": 50}, networks.resnext, (10, 50)),
         ("resnet", {"num_layers": 20}, networks.resnet_cifar, (10, 20)),
         ("inception_rrelu", {}, networks.inception_rrelu, (10,)),
+        ("quick", {}, networks.quick, (10,)),
     ],
 )
 def test_build_dispatches_by_name(name, options, builder, arguments):

@@ -13,7 +13,7 @@ from test_figures import write_run
 
 from cifar_repro import tables
 from cifar_repro.errors import InputError
-from cifar_repro.metrics import load_metrics
+from cifar_repro.metrics import load_metrics, training_minutes_to
 
 SGD_CONFIG = {
     "dataset": "cifar10",
@@ -331,3 +331,10 @@ def test_a_bad_file_is_named_and_nothing_is_written(experiment_files, tmp_path, 
 def test_a_group_experiment_without_a_run_is_named(experiment_files, tmp_path):
     with pytest.raises(InputError, match="group 'figure': no run given for experiment\\(s\\) ghost"):
         build(experiment_files, tmp_path, {}, {"figure": ["sgd", "ghost"]})
+
+
+def test_training_minutes_to_an_accuracy_add_up_training_epochs_until_the_first_that_reached_it():
+    metrics = pd.DataFrame({"val_accuracy": [0.6, 0.86, 0.84, 0.91], "seconds": [120, 60, 60, 30]})
+    assert training_minutes_to(metrics, 0.85) == 3.0
+    assert training_minutes_to(metrics, 0.91) == 4.5
+    assert training_minutes_to(metrics, 0.95) is None

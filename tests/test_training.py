@@ -27,6 +27,7 @@ from conftest import (
 
 from cifar_repro import checkpoints, layout, models, networks, training
 from cifar_repro.errors import InputError
+from cifar_repro.schema import with_defaults
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
 experiment = tiny_experiment
@@ -86,7 +87,33 @@ EXPERIMENTS = {
         optimizer_params={"learning_rate": 0.05, "momentum": 0.0, "wd": 0.0},
     ),
     "diverge": experiment(optimizer_params={"learning_rate": 1e12, "momentum": 0.9}),
-    "uninterrupted": experiment(gpus=2, batch_size=10, num_epochs=4, disp_batches=1),
+    # the per-batch one-cycle rate, padded crops, label smoothing and test-time flip resume exactly too
+    "uninterrupted": experiment(
+        gpus=2,
+        batch_size=10,
+        num_epochs=4,
+        disp_batches=1,
+        lr_schedule={"type": "one_cycle", "warmup_epochs": 1},
+        augment={"rand_crop": True, "rand_mirror": True, "pad": 2},
+        label_smoothing=0.1,
+        test_time_flip=True,
+    ),
+    "quick": {
+        key: value
+        for key, value in experiment(
+            network="quick",
+            data_shape=[3, 32, 32],
+            batch_size=30,
+            optimizer="nag",
+            optimizer_params={"learning_rate": 0.2, "momentum": 0.9, "wd": 0.0005},
+            lr_schedule={"type": "one_cycle", "warmup_epochs": 1},
+            label_smoothing=0.2,
+            augment={"rand_crop": True, "rand_mirror": True, "pad": 2},
+            mean_image=True,
+            test_time_flip=True,
+        ).items()
+        if key != "num_layers"  # the quick net comes in one depth
+    },
 }
 
 
@@ -141,6 +168,38 @@ def test_factor_schedule_sets_each_epochs_learning_rate(workdir):
     build(workdir, "results/experiments/steps/metrics.csv")
     rows = read_metrics(outputs(workdir, "steps") / "metrics.csv")
     assert [float(r["lr"]) for r in rows] == [0.1, 0.05, 0.025]
+
+
+@pytest.mark.workflow
+def test_quick_recipe_trains_with_a_one_cycle_rate(workdir):
+    build(workdir, "results/experiments/quick/metrics.csv")
+    rows = read_metrics(outputs(workdir, "quick") / "metrics.csv")
+    # each epoch's first batch (of 10): up over the first epoch, then down to 0 at the end of the third
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.2 * 0.05, 0.2 * 0.975, 0.2 * 0.475])
+    assert float(rows[-1]["val_accuracy"]) > 0.3  # chance is 0.1
+    symbol = mx.sym.load(str(outputs(workdir, "quick") / "model-symbol.json"))
+    softmax = next(node for node in json.loads(symbol.tojson())["nodes"] if node["name"] == "softmax")
+    assert float(softmax["attrs"]["smooth_alpha"]) == 0.2
+
+
+@pytest.mark.workflow
+def test_padded_crops_show_the_grey_border(workdir):
+    build(workdir, "results/cifar10/rec/train.idx")
+    data = training.Data.in_folder(workdir / "results" / "cifar10" / "rec")
+
+    def first_batch(pad: int) -> np.ndarray:
+        settings = with_defaults(
+            experiment(data_shape=[3, 32, 32], augment={"rand_crop": True, "rand_mirror": False, "pad": pad})
+        )
+        return next(iter(training.record_iter(data, settings, train=True, seed=1))).data[0].asnumpy()
+
+    def grey_edges(images: np.ndarray) -> int:
+        """Image edges (rows or columns at the border) that are entirely the padding's grey."""
+        edges = [images[:, :, 0, :], images[:, :, -1, :], images[:, :, :, 0], images[:, :, :, -1]]
+        return sum(int((edge == 127).all(axis=(1, 2)).sum()) for edge in edges)
+
+    assert grey_edges(first_batch(pad=4)) > 0
+    assert grey_edges(first_batch(pad=0)) == 0
 
 
 @pytest.mark.workflow
@@ -305,11 +364,17 @@ def test_a_gpu_experiment_does_not_silently_train_on_the_cpu(tmp_path):
 
 
 BAD_EXPERIMENTS = [
-    ({"network": "vgg"}, "'vgg' is not one of ['resnext', 'inception_rrelu', 'resnet']"),
+    ({"network": "vgg"}, "'vgg' is not one of ['resnext', 'inception_rrelu', 'resnet', 'quick']"),
     ({"num_layers": 9}, "9 is not one of [8, 14, 20, 26, 32, 44, 56, 110]"),
     ({"data_shape": [3, 40, 40]}, "40 is greater than the maximum of 32"),
     ({"lr_schedule": {"type": "factor", "factor": 0.9}}, "'step_epochs' is a required property"),
     ({"optimizer": "lbfgs"}, "'lbfgs' is not one of"),
+    ({"lr_schedule": {"type": "one_cycle"}}, "'warmup_epochs' is a required property"),
+    (
+        {"lr_schedule": {"type": "one_cycle", "warmup_epochs": 3}},
+        "experiments.bad.lr_schedule.warmup_epochs: 3 leaves none of the 3 epochs",
+    ),
+    ({"label_smoothing": 1}, "1 is greater than or equal to the maximum of 1"),
     ({"learning_rate": 0.1}, "Additional properties are not allowed ('learning_rate' was unexpected)"),
     (
         {"init": {"type": "pretrained", "model": "nope"}},
@@ -336,10 +401,43 @@ def test_bad_experiment_configs_fail_at_validation(tmp_path, change, message):
 
 def test_learning_rate_schedules():
     factor_every_2 = {"type": "factor", "factor": 0.5, "step_epochs": 2}
-    assert [training.learning_rate(0.4, factor_every_2, e) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    assert [training.learning_rate(0.4, factor_every_2, e, 5) for e in range(5)] == [0.4, 0.4, 0.2, 0.2, 0.1]
     at_epochs = {"type": "factor", "factor": 0.1, "step_epochs": [2, 3]}
-    assert [training.learning_rate(1.0, at_epochs, e) for e in range(4)] == pytest.approx([1, 1, 0.1, 0.01])
-    assert training.learning_rate(0.05, {"type": "fixed"}, 299) == 0.05
+    rates = [training.learning_rate(1.0, at_epochs, e, 4) for e in range(4)]
+    assert rates == pytest.approx([1, 1, 0.1, 0.01])
+    # inside an epoch, a stepped rate keeps the epoch's value
+    assert training.learning_rate(1.0, at_epochs, 2.99, 4) == pytest.approx(0.1)
+    assert training.learning_rate(0.05, {"type": "fixed"}, 299, 300) == 0.05
+
+
+def test_one_cycle_rises_over_the_warmup_then_falls_to_zero_at_the_end():
+    one_cycle = {"type": "one_cycle", "warmup_epochs": 2}
+    rates = [training.learning_rate(0.2, one_cycle, epoch, 10) for epoch in (0, 1, 2, 6, 9.5, 10)]
+    assert rates == pytest.approx([0, 0.1, 0.2, 0.1, 0.0125, 0])
+
+
+def test_test_time_flip_scores_the_mean_of_each_image_and_its_mirror():
+    module = mx.mod.Module(networks.resnet_cifar(10, 8), context=mx.cpu())
+    module.bind(
+        data_shapes=[("data", (4, 3, 8, 8))], label_shapes=[("softmax_label", (4,))], for_training=False
+    )
+    mx.random.seed(0)
+    module.init_params(mx.init.Xavier())
+    images, labels = mx.nd.random.uniform(0, 1, (4, 3, 8, 8)), mx.nd.array([0, 1, 2, 3])
+
+    def probabilities(data):
+        module.forward(mx.io.DataBatch([data], [labels]), is_train=False)
+        return module.get_outputs()[0].asnumpy()
+
+    both = (probabilities(images) + probabilities(mx.nd.flip(images, axis=3))) / 2
+    expected = -np.log(both[np.arange(4), labels.asnumpy().astype(int)]).mean()
+    scores = {}
+    for flip in (False, True):
+        metric = mx.metric.CrossEntropy()
+        training.evaluate(module, mx.io.NDArrayIter(images, labels, batch_size=4), metric, flip=flip)
+        scores[flip] = metric.get()[1]
+    assert scores[True] == pytest.approx(expected, rel=1e-5)
+    assert scores[False] != pytest.approx(expected, rel=1e-3)
 
 
 def test_a_mean_image_of_another_shape_is_refused(tmp_path):

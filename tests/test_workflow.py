@@ -168,11 +168,14 @@ def test_the_real_data_cpu_config_plans_3_seeds_of_each_twin(tmp_path):
     real = ("--configfile", "config/cpu-real.yaml", "--replace-workflow-config")
     result = run_snakemake(tmp_path, *real, "--dry-run", "all", "report")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert scheduled_rules(result.stdout)["train"] == 2 * 3
+    assert scheduled_rules(result.stdout)["train"] == 2 * 3 + 1
     for name in ("cifar10_scratch", "cifar10_adadelta"):
         for seed in range(3):
             assert f"results/cpu-real/experiments/{name}/seed{seed}/metrics.csv" in result.stdout
+    assert "results/cpu-real/experiments/cifar10_quick/metrics.csv" in result.stdout
     assert scheduled_rules(result.stdout)["claims_table"] == 1
+    # no experiment trains on CIFAR-100: its default (official, online) archive is not fetched
+    assert "cifar100" not in result.stdout
 
 
 def test_the_synthetic_archive_rule_needs_its_config(tmp_path):

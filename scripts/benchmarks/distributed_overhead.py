@@ -30,24 +30,23 @@ import mxnet as mx
 from cifar_repro import layout, training
 from cifar_repro.distributed import train_distributed
 from cifar_repro.metrics import load_metrics, mean_samples_per_second
+from cifar_repro.schema import with_defaults
 
-EXPERIMENT = {
-    "dataset": "cifar10",
-    "network": "resnet",
-    "num_layers": 8,
-    "data_shape": [3, 28, 28],
-    "batch_size": 32,  # per worker
-    "optimizer": "sgd",
-    "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "lr_schedule": {"type": "fixed"},
-    "init": {"type": "scratch"},
-    "gpus": 0,  # one CPU context per worker
-    "augment": {"rand_crop": True, "rand_mirror": True},
-    "mean_image": False,
-    "seed": 0,
-    "loader_threads": 1,
-    "disp_batches": 10_000,
-}
+EXPERIMENT = with_defaults(
+    {
+        "dataset": "cifar10",
+        "network": "resnet",
+        "num_layers": 8,
+        "data_shape": [3, 28, 28],
+        "batch_size": 32,  # per worker
+        "num_epochs": 3,  # each run sets its own
+        "optimizer": "sgd",
+        "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
+        "gpus": 0,  # one CPU context per worker
+        "augment": {"rand_crop": True, "rand_mirror": True},
+        "disp_batches": 10_000,
+    }
+)
 SETUPS = {
     "(a) one process, kvstore local": None,
     "(b) dist_sync, 1 worker + 1 server": {"workers": 1, "servers": 1},

@@ -27,24 +27,23 @@ import mxnet as mx
 
 from cifar_repro import layout, networks, training
 from cifar_repro.metrics import load_metrics, mean_samples_per_second
+from cifar_repro.schema import with_defaults
 
-EXPERIMENT = {
-    "dataset": "cifar10",
-    "network": "resnet",
-    "num_layers": 20,
-    "data_shape": [3, 28, 28],
-    "batch_size": 64,
-    "optimizer": "sgd",
-    "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
-    "lr_schedule": {"type": "fixed"},
-    "init": {"type": "scratch"},
-    "gpus": 0,  # one CPU context, as the Module.fit baseline
-    "augment": {"rand_crop": True, "rand_mirror": True},
-    "mean_image": False,
-    "seed": 0,
-    "loader_threads": 1,
-    "disp_batches": 10_000,
-}
+EXPERIMENT = with_defaults(
+    {
+        "dataset": "cifar10",
+        "network": "resnet",
+        "num_layers": 20,
+        "data_shape": [3, 28, 28],
+        "batch_size": 64,
+        "num_epochs": 3,  # each run sets its own
+        "optimizer": "sgd",
+        "optimizer_params": {"learning_rate": 0.05, "momentum": 0.9, "wd": 0.0001},
+        "gpus": 0,  # one CPU context, as the Module.fit baseline
+        "augment": {"rand_crop": True, "rand_mirror": True},
+        "disp_batches": 10_000,
+    }
+)
 
 
 def rule_loop_throughput(data: training.Data, epochs: int) -> float:

@@ -80,6 +80,15 @@ def mean_samples_per_second(metrics: pd.DataFrame) -> float:
     return float(epochs["samples_per_second"].mean())
 
 
+def training_minutes_to(metrics: pd.DataFrame, accuracy: float) -> float | None:
+    """Minutes of training (validation left out) until the end of the first epoch whose validation
+    accuracy reached `accuracy` (a fraction); None if none did."""
+    reached = metrics.index[metrics["val_accuracy"] >= accuracy]
+    if reached.empty:
+        return None
+    return float(metrics["seconds"].cumsum().loc[reached[0]]) / 60
+
+
 def load_experiment_metrics(
     experiment_runs: dict[str, list[str]], paths: list[str]
 ) -> dict[str, pd.DataFrame]:

@@ -28,7 +28,9 @@ def initial_model(
     init = experiment["init"]
     if init["type"] == "scratch":
         options = {k: experiment[k] for k in ("num_layers",) if k in experiment}
-        symbol = networks.build(experiment["network"], num_classes, **options)
+        symbol = networks.build(
+            experiment["network"], num_classes, label_smoothing=experiment["label_smoothing"], **options
+        )
         return InitialModel(symbol, None, None, "random (Xavier)")
     try:
         symbol = mx.sym.load(init_symbol)
@@ -40,7 +42,9 @@ def initial_model(
             symbol, arg_params, aux_params, f"experiment {init['experiment']} ({init_params})"
         )
     try:
-        symbol, arg_params = networks.fine_tune(symbol, arg_params, num_classes, init["layer"])
+        symbol, arg_params = networks.fine_tune(
+            symbol, arg_params, num_classes, init["layer"], experiment["label_smoothing"]
+        )
     except ValueError as error:
         raise InputError(f"{init_symbol}: {error}") from error
     described = f"pretrained {init['model']} cut at {init['layer']} ({init_params})"

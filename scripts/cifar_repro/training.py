@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
@@ -74,13 +75,20 @@ class Devices:
     allow_cpu_fallback: bool = False
 
 
-def learning_rate(base_lr: float, schedule: dict, epoch: int) -> float:
-    """Learning rate of 0-based `epoch`: fixed, or multiplied by `factor` at every boundary of
-    `step_epochs` (an interval, or a list of epochs) that has been passed."""
-    if schedule["type"] == "fixed":
+def learning_rate(base_lr: float, schedule: dict, epoch: float, num_epochs: int) -> float:
+    """Learning rate at `epoch`, counted from 0, a fraction inside an epoch: fixed; multiplied by
+    `factor` at every boundary of `step_epochs` (an interval, or a list of epochs) that has been
+    passed; or one cycle, linearly up from 0 over `warmup_epochs` and down to 0 at `num_epochs`."""
+    kind = schedule["type"]
+    if kind == "fixed":
         return base_lr
-    steps = schedule["step_epochs"]
-    passed = epoch // steps if isinstance(steps, int) else sum(epoch >= step for step in steps)
+    if kind == "one_cycle":
+        warmup = schedule["warmup_epochs"]
+        if epoch < warmup:
+            return base_lr * epoch / warmup
+        return base_lr * max(0.0, (num_epochs - epoch) / (num_epochs - warmup))
+    steps, whole_epochs = schedule["step_epochs"], math.floor(epoch)
+    passed = whole_epochs // steps if isinstance(steps, int) else sum(whole_epochs >= step for step in steps)
     return base_lr * schedule["factor"] ** passed
 
 
@@ -110,7 +118,7 @@ def record_iter(
 ) -> mx.io.ImageRecordIter:
     """The training split (shuffled, augmented; `part` = (index, count) of it), or the whole test
     split (centre crops)."""
-    augment = experiment["augment"] if train else {"rand_crop": False, "rand_mirror": False}
+    augment = experiment["augment"] if train else {"rand_crop": False, "rand_mirror": False, "pad": 0}
     options = dict(
         path_imgrec=data.train_rec if train else data.val_rec,
         path_imgidx=data.train_idx if train else data.val_idx,
@@ -120,6 +128,8 @@ def record_iter(
         seed=seed,  # the shuffle's
         rand_crop=augment["rand_crop"],  # without it, the centre crop
         rand_mirror=augment["rand_mirror"],
+        pad=augment["pad"],
+        fill_value=127,  # mid-grey, near the images' mean (MXNet's default is white)
         # Each decoding thread draws crops from its own generator, and records go to whichever thread
         # is free: one thread makes the draws reproducible. (seed_aug would too, but it reseeds by
         # position in the batch, so every batch of an epoch would get the same crops.)
@@ -132,13 +142,20 @@ def record_iter(
     return mx.io.ImageRecordIter(**options)
 
 
-def evaluate(module: mx.mod.Module, batches, metric: mx.metric.EvalMetric) -> None:
-    """Update `metric` over `batches` (forward only), leaving out the padding of the last batch."""
+def evaluate(module: mx.mod.Module, batches, metric: mx.metric.EvalMetric, flip: bool = False) -> None:
+    """Update `metric` over `batches` (forward only), leaving out the padding of the last batch;
+    with `flip`, on the mean of the outputs for each image and its mirror image."""
     metric.reset()
     for batch in batches:
         module.forward(batch, is_train=False)
+        probabilities = module.get_outputs()[0]
+        if flip:
+            probabilities = probabilities.copy()  # the next forward pass overwrites the outputs
+            mirrored = mx.io.DataBatch([mx.nd.flip(batch.data[0], axis=3)], batch.label, pad=batch.pad)
+            module.forward(mirrored, is_train=False)
+            probabilities = (probabilities + module.get_outputs()[0]) / 2
         real = batch.data[0].shape[0] - batch.pad
-        metric.update([batch.label[0][:real]], [module.get_outputs()[0][:real]])
+        metric.update([batch.label[0][:real]], [probabilities[:real]])
 
 
 def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -153,13 +170,19 @@ def log_metric(epoch: int, split: str, metric: mx.metric.EvalMetric) -> None:
         log.info("Epoch[%d] %s-%s=%f", epoch, split, name, value)
 
 
-def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: int) -> int:
-    """One pass over the training data (`epoch` counted from 0); returns the sample count. Stops on
-    a NaN/inf loss."""
+def train_epoch(
+    module, batches, metric, epoch: int, lr_of_batch: Callable[[int], float], disp_batches: int
+) -> int:
+    """One pass over the training data (`epoch` counted from 0), at the learning rate
+    `lr_of_batch(number)` for batch `number` (from 1); returns the sample count. Stops on a NaN/inf
+    loss."""
     metric.reset()
     last_report = time.time()
     samples = reported_samples = 0
+    optimizer = current_optimizer(module)
     for number, batch in enumerate(batches, start=1):
+        lr = lr_of_batch(number)
+        optimizer.set_learning_rate(lr)
         module.forward_backward(batch)
         module.update()
         real = batch.data[0].shape[0] - batch.pad
@@ -181,10 +204,13 @@ def train_epoch(module, batches, metric, epoch: int, lr: float, disp_batches: in
     return samples
 
 
-def equal_batches(data: Data, experiment: dict, workers: int) -> int:
-    """Batches every worker trains per epoch: full batches of the smallest part, so that all of them
-    push the same number of times (a worker waiting for one more push would wait forever)."""
+def batches_per_epoch(data: Data, experiment: dict, workers: int) -> int:
+    """Batches every worker trains per epoch. One process: every image, the last batch padded
+    (ImageRecordIter's round_batch). Several: full batches of the smallest part, so that all of
+    them push the same number of times (a worker waiting for one more push would wait forever)."""
     images = len(record_keys(data.train_idx))
+    if workers == 1:
+        return math.ceil(images / experiment["batch_size"])
     batches = images // workers // experiment["batch_size"]
     if batches == 0:
         raise InputError(
@@ -229,7 +255,7 @@ def train(
         lead = rank == 0  # the one that validates and writes
         if kvstore:  # in this worker's own log, which it has only now that it knows its rank
             log.info("worker rank %d trains on GPU ids %s: %s", rank, assigned.gpu_ids, assigned.description)
-        batches_per_epoch = equal_batches(data, experiment, workers) if kvstore else None
+        epoch_batches = batches_per_epoch(data, experiment, workers)
         frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
         module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
         batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
@@ -266,20 +292,27 @@ def train(
         metric = make_metric(num_classes)
         base_lr = experiment["optimizer_params"].get("learning_rate", DEFAULT_LEARNING_RATE)
         has_lr = experiment["optimizer"] not in WITHOUT_LEARNING_RATE
-        for epoch in range(begin, experiment["num_epochs"]):
-            lr = learning_rate(base_lr, experiment["lr_schedule"], epoch)
+        num_epochs, schedule = experiment["num_epochs"], experiment["lr_schedule"]
+        for epoch in range(begin, num_epochs):
+
+            def lr_of_batch(number: int, epoch: int = epoch) -> float:
+                # at the middle of the batch, as a fraction of the epoch (a one-cycle rate moves with it)
+                return learning_rate(base_lr, schedule, epoch + (number - 0.5) / epoch_batches, num_epochs)
+
+            lr = lr_of_batch(1)  # the epoch's rate in the log and metrics.csv
             optimizer = current_optimizer(module)
             if has_lr and (epoch == begin or lr != optimizer.lr):  # lr_scheduler's message
                 log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
-            optimizer.set_learning_rate(lr)
             mx.random.seed(epoch_seed(experiment["seed"], epoch))
             tic = time.time()  # the epoch's loader start-up counts too
             batches = record_iter(
                 data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch), part=(rank, workers)
             )
-            if batches_per_epoch:
-                batches = mx.io.ResizeIter(batches, batches_per_epoch)
-            samples = train_epoch(module, batches, metric, epoch, lr, experiment["disp_batches"]) * workers
+            if kvstore:
+                batches = mx.io.ResizeIter(batches, epoch_batches)
+            samples = workers * train_epoch(
+                module, batches, metric, epoch, lr_of_batch, experiment["disp_batches"]
+            )
             seconds = time.time() - tic
             log_metric(epoch, "Train", metric)
             log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
@@ -295,7 +328,8 @@ def train(
             module.set_params(*module.get_params())
             # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
             # partial starts the next pass shifted, and a reset during its first prefetch is racy.
-            evaluate(module, record_iter(data, experiment, train=False, seed=0), metric)
+            test_batches = record_iter(data, experiment, train=False, seed=0)
+            evaluate(module, test_batches, metric, experiment["test_time_flip"])
             log_metric(epoch, "Validation", metric)
             row |= metric_row(metric, "val")
             row |= {"seconds": round(seconds, 3), "samples_per_second": round(samples / seconds, 1)}
@@ -326,7 +360,7 @@ def train(
         record["distributed"] = {
             **experiment["distributed"],
             "global_batch_size": batch_size * workers,
-            "batches_per_epoch": batches_per_epoch,
+            "batches_per_epoch": epoch_batches,
         }
     with atomic_path(outputs.run) as partial:
         partial.write_text(json.dumps(record, indent=2) + "\n")

@@ -19,6 +19,11 @@ from cifar_repro.download import archive_name, local_source  # noqa: E402
 
 OUT = config["output_dir"].rstrip("/")
 DATASETS = sorted(config["datasets"])
+# what `all` builds: the datasets the experiments train on (all of them when there are none), so that
+# a config without CIFAR-100 experiments never downloads CIFAR-100 from its default URL
+DATASETS_IN_USE = sorted(
+    {experiment["dataset"] for experiment in config["experiments"].values()} or DATASETS
+)
 SPLITS = ["train", "test"]
 EXPERIMENTS = config["experiments"]
 # each experiment's training runs (one per seed of `seeds`): run name -> its config
@@ -45,8 +50,18 @@ wildcard_constraints:
 
 
 def check_references():
-    """What the schema cannot say: names that must refer to other config entries."""
+    """What the schema cannot say: names that must refer to other config entries, and values that
+    must agree with each other."""
     for name, experiment in EXPERIMENTS.items():
+        schedule = experiment["lr_schedule"]
+        if (
+            schedule["type"] == "one_cycle"
+            and schedule["warmup_epochs"] >= experiment["num_epochs"]
+        ):
+            raise ValueError(
+                f"experiments.{name}.lr_schedule.warmup_epochs: {schedule['warmup_epochs']} leaves none "
+                f"of the {experiment['num_epochs']} epochs to bring the learning rate back down"
+            )
         init = experiment["init"]
         if init["type"] == "pretrained" and init["model"] not in PRETRAINED:
             raise ValueError(
@@ -173,9 +188,9 @@ def synthetic_options(wildcards):
 
 
 def data_targets():
-    """Every artefact of the data chain, for every dataset."""
+    """Every artefact of the data chain, for every dataset in use."""
     targets = []
-    for dataset in DATASETS:
+    for dataset in DATASETS_IN_USE:
         root = f"{OUT}/{dataset}"
         targets += expand(f"{root}/arrays/{{split}}.npz", split=SPLITS)
         targets += expand(f"{root}/images/{{split}}.lst", split=SPLITS)
@@ -316,9 +331,9 @@ def experiment_targets():
 
 
 def figure_targets():
-    return expand(f"{OUT}/figures/{{dataset}}_samples.png", dataset=DATASETS) + expand(
-        f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "svg"]
-    )
+    return expand(
+        f"{OUT}/figures/{{dataset}}_samples.png", dataset=DATASETS_IN_USE
+    ) + expand(f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "svg"])
 
 
 def table_targets():
