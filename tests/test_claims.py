@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from cifar_repro import claims
+from cifar_repro import claims, tables
 
 BEATS = {
     "statement": "B beats A",
@@ -111,3 +111,6 @@ def test_the_table_has_a_row_per_claim_in_order():
     assert list(table.columns) == claims.CLAIM_COLUMNS
     # seeds 80 and 81 % at epoch 3 against the curve's 60: gaps of 6.7 and 7 points on average
     assert table["verdict"].tolist() == ["not run in this config", "does not hold"]
+    # a count of seeds, shown as one, and nothing for the claim that did not run
+    seeds_cells = [line.split(" | ")[9] for line in tables.to_markdown(table).splitlines()[2:]]
+    assert seeds_cells == ["", "2"]

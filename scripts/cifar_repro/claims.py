@@ -235,7 +235,8 @@ def claims_table(
     claims: dict[str, dict], measured: dict[str, Measured], curves: dict[str, pd.DataFrame]
 ) -> pd.DataFrame:
     rows = [claim_row(name, claim, measured, curves) for name, claim in claims.items()]
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    # a count, empty for a claim that did not run (a plain column would turn it into a float)
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS).astype({"seeds": "Int64"})
 
 
 def build_claims(

@@ -193,7 +193,7 @@ def group_diffs(
 
 
 def _cell(value: object, float_format: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return float_format.format(value)
