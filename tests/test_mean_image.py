@@ -1,8 +1,9 @@
+import mxnet as mx
 import numpy as np
 import pytest
 
 from cifar_repro.errors import InputError
-from cifar_repro.mean import crop_mean, mean_image
+from cifar_repro.mean import crop_mean, mean_image, save_mean
 
 
 def test_crop_mean_is_the_mean_over_every_window():
@@ -31,3 +32,13 @@ def test_a_constant_image_has_the_same_mean_at_any_crop():
 def test_crops_that_do_not_fit_are_refused(height, width):
     with pytest.raises(InputError, match=f"crop {height}x{width} does not fit in 32x32 images"):
         crop_mean(np.zeros((3, 32, 32)), height, width)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (3, 24, 20)])
+def test_the_mean_file_has_the_bytes_mx_nd_save_writes(tmp_path, shape):
+    mean = np.random.default_rng(2).uniform(0, 255, shape).astype(np.float32)
+    save_mean(mean, tmp_path / "ours.bin")
+    mx.nd.save(str(tmp_path / "mxnet.bin"), {"mean_img": mx.nd.array(mean, dtype=np.float32)})
+    assert (tmp_path / "ours.bin").read_bytes() == (tmp_path / "mxnet.bin").read_bytes()
+    loaded = mx.nd.load(str(tmp_path / "ours.bin"))
+    np.testing.assert_array_equal(loaded["mean_img"].asnumpy(), mean)

@@ -74,6 +74,10 @@ rule export_images:
         f"{OUT}/logs/export_images/{{dataset}}/{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/export_images/{{dataset}}/{{split}}.tsv"
+    # The training split's export and packing are the data chain's critical path. On two cores: the
+    # small test export first (it wants both cores, which are free only now), then the training
+    # split's, then both packs side by side (the training split's first) with the mean image.
+    priority: lambda wildcards: 2 if wildcards.split == "test" else 1
     group:
         "data_chain"
     conda:
@@ -97,6 +101,7 @@ rule pack_records:
         f"{OUT}/logs/pack_records/{{dataset}}/{{split}}.log",
     benchmark:
         f"{OUT}/benchmarks/pack_records/{{dataset}}/{{split}}.tsv"
+    priority: lambda wildcards: 1 if wildcards.split == "train" else 0  # see export_images
     group:
         "data_chain"
     conda:
