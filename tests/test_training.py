@@ -87,7 +87,8 @@ EXPERIMENTS = {
         optimizer_params={"learning_rate": 0.05, "momentum": 0.0, "wd": 0.0},
     ),
     "diverge": experiment(optimizer_params={"learning_rate": 1e12, "momentum": 0.9}),
-    # the per-batch one-cycle rate, padded crops, label smoothing and test-time flip resume exactly too
+    # the per-batch one-cycle rate, padded crops, label smoothing and test-time flip and shift resume
+    # exactly too
     "uninterrupted": experiment(
         gpus=2,
         batch_size=10,
@@ -97,6 +98,7 @@ EXPERIMENTS = {
         augment={"rand_crop": True, "rand_mirror": True, "pad": 2},
         label_smoothing=0.1,
         test_time_flip=True,
+        test_time_shift=1,
     ),
     "quick": {
         key: value
@@ -111,6 +113,7 @@ EXPERIMENTS = {
             augment={"rand_crop": True, "rand_mirror": True, "pad": 2},
             mean_image=True,
             test_time_flip=True,
+            test_time_shift=1,
         ).items()
         if key != "num_layers"  # the quick net comes in one depth
     },
@@ -375,6 +378,7 @@ BAD_EXPERIMENTS = [
         "experiments.bad.lr_schedule.warmup_epochs: 3 leaves none of the 3 epochs",
     ),
     ({"label_smoothing": 1}, "1 is greater than or equal to the maximum of 1"),
+    ({"test_time_shift": 9}, "9 is greater than the maximum of 8"),
     ({"learning_rate": 0.1}, "Additional properties are not allowed ('learning_rate' was unexpected)"),
     (
         {"init": {"type": "pretrained", "model": "nope"}},
@@ -416,7 +420,21 @@ def test_one_cycle_rises_over_the_warmup_then_falls_to_zero_at_the_end():
     assert rates == pytest.approx([0, 0.1, 0.2, 0.1, 0.0125, 0])
 
 
-def test_test_time_flip_scores_the_mean_of_each_image_and_its_mirror():
+def test_test_time_views_are_the_image_its_shifts_and_their_mirrors():
+    images = mx.nd.random.uniform(0, 1, (2, 3, 5, 6))
+    reflected = np.pad(images.asnumpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
+    shifted = [reflected[:, :, :5, :6], reflected[:, :, 4:, 4:]]  # down-right, up-left by 2 pixels
+    views = [view.asnumpy() for view in training.test_time_views(images, flip=True, shift=2)]
+    expected = [images.asnumpy(), *shifted]
+    expected += [view[:, :, :, ::-1] for view in expected]
+    assert len(views) == 6
+    for view, wanted in zip(views, expected, strict=True):
+        np.testing.assert_array_equal(view, wanted)
+    assert len(training.test_time_views(images, flip=False, shift=0)) == 1
+
+
+@pytest.mark.parametrize("flip, shift", [(True, 0), (False, 1), (True, 1)])
+def test_test_time_augmentation_scores_the_mean_output_of_the_views(flip, shift):
     module = mx.mod.Module(networks.resnet_cifar(10, 8), context=mx.cpu())
     module.bind(
         data_shapes=[("data", (4, 3, 8, 8))], label_shapes=[("softmax_label", (4,))], for_training=False
@@ -429,13 +447,15 @@ def test_test_time_flip_scores_the_mean_of_each_image_and_its_mirror():
         module.forward(mx.io.DataBatch([data], [labels]), is_train=False)
         return module.get_outputs()[0].asnumpy()
 
-    both = (probabilities(images) + probabilities(mx.nd.flip(images, axis=3))) / 2
-    expected = -np.log(both[np.arange(4), labels.asnumpy().astype(int)]).mean()
+    views = training.test_time_views(images, flip, shift)
+    mean = np.mean([probabilities(view) for view in views], axis=0)
+    expected = -np.log(mean[np.arange(4), labels.asnumpy().astype(int)]).mean()
     scores = {}
-    for flip in (False, True):
+    for augmented in (False, True):
         metric = mx.metric.CrossEntropy()
-        training.evaluate(module, mx.io.NDArrayIter(images, labels, batch_size=4), metric, flip=flip)
-        scores[flip] = metric.get()[1]
+        batches = mx.io.NDArrayIter(images, labels, batch_size=4)
+        training.evaluate(module, batches, metric, flip=flip and augmented, shift=shift * augmented)
+        scores[augmented] = metric.get()[1]
     assert scores[True] == pytest.approx(expected, rel=1e-5)
     assert scores[False] != pytest.approx(expected, rel=1e-3)
 

@@ -142,20 +142,34 @@ def record_iter(
     return mx.io.ImageRecordIter(**options)
 
 
-def evaluate(module: mx.mod.Module, batches, metric: mx.metric.EvalMetric, flip: bool = False) -> None:
+def test_time_views(images: mx.nd.NDArray, flip: bool, shift: int) -> list[mx.nd.NDArray]:
+    """The images; with `shift`, also shifted by that many pixels down-right and up-left (the border
+    reflected in); with `flip`, also the mirror image of each of those."""
+    views = [images]
+    if shift:
+        height, width = images.shape[2:]
+        padded = mx.nd.pad(images, mode="reflect", pad_width=(0, 0, 0, 0, shift, shift, shift, shift))
+        views += [padded[:, :, :height, :width], padded[:, :, 2 * shift :, 2 * shift :]]
+    if flip:
+        views += [mx.nd.flip(view, axis=3) for view in views]
+    return views
+
+
+def evaluate(
+    module: mx.mod.Module, batches, metric: mx.metric.EvalMetric, flip: bool = False, shift: int = 0
+) -> None:
     """Update `metric` over `batches` (forward only), leaving out the padding of the last batch;
-    with `flip`, on the mean of the outputs for each image and its mirror image."""
+    with `flip` or `shift`, on the mean of the outputs for each image's test_time_views."""
     metric.reset()
     for batch in batches:
-        module.forward(batch, is_train=False)
-        probabilities = module.get_outputs()[0]
-        if flip:
-            probabilities = probabilities.copy()  # the next forward pass overwrites the outputs
-            mirrored = mx.io.DataBatch([mx.nd.flip(batch.data[0], axis=3)], batch.label, pad=batch.pad)
-            module.forward(mirrored, is_train=False)
-            probabilities = (probabilities + module.get_outputs()[0]) / 2
+        views = test_time_views(batch.data[0], flip, shift)
+        probabilities = 0
+        for view in views:
+            module.forward(mx.io.DataBatch([view], batch.label, pad=batch.pad), is_train=False)
+            # a sum, not +=: the next forward pass overwrites the outputs
+            probabilities = probabilities + module.get_outputs()[0]
         real = batch.data[0].shape[0] - batch.pad
-        metric.update([batch.label[0][:real]], [probabilities[:real]])
+        metric.update([batch.label[0][:real]], [probabilities[:real] / len(views)])
 
 
 def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -329,7 +343,8 @@ def train(
             # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
             # partial starts the next pass shifted, and a reset during its first prefetch is racy.
             test_batches = record_iter(data, experiment, train=False, seed=0)
-            evaluate(module, test_batches, metric, experiment["test_time_flip"])
+            views = {"flip": experiment["test_time_flip"], "shift": experiment["test_time_shift"]}
+            evaluate(module, test_batches, metric, **views)
             log_metric(epoch, "Validation", metric)
             row |= metric_row(metric, "val")
             row |= {"seconds": round(seconds, 3), "samples_per_second": round(samples / seconds, 1)}
