@@ -343,8 +343,9 @@ def train(
             # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
             # partial starts the next pass shifted, and a reset during its first prefetch is racy.
             test_batches = record_iter(data, experiment, train=False, seed=0)
-            views = {"flip": experiment["test_time_flip"], "shift": experiment["test_time_shift"]}
-            evaluate(module, test_batches, metric, **views)
+            evaluate(
+                module, test_batches, metric, experiment["test_time_flip"], experiment["test_time_shift"]
+            )
             log_metric(epoch, "Validation", metric)
             row |= metric_row(metric, "val")
             row |= {"seconds": round(seconds, 3), "samples_per_second": round(samples / seconds, 1)}
