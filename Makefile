@@ -8,6 +8,7 @@
 #   make test-cluster     the demo through a throwaway local Slurm cluster, and the ssh launcher
 #                         through a throwaway sshd (root; installs slurm-wlm and openssh-server)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
+#   make config-docs      regenerate config/README.md's key tables from the config schema
 #   make cpu-real         real CIFAR-10 on the CPU: cifar10_quick, then the twins, 3 seeds (2 cores: ~2 h)
 #   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
 #                         demo data; the data chain vs the naive route, and cifar10_quick's time to 85 %
@@ -34,7 +35,7 @@ READY := $(if $(GPU),$(STAMP),$(or $(firstword $(wildcard $(VENV)/.setup-*)),$(S
 # LD_LIBRARY_PATH (rules run under snakemake's own interpreter either way).
 RUN := source $(VENV)/bin/activate &&
 
-.PHONY: setup lock demo cpu-real test test-fast test-cluster lint benchmark benchmark-cluster report-screenshot clean-demo
+.PHONY: setup lock demo cpu-real test test-fast test-cluster lint config-docs benchmark benchmark-cluster report-screenshot clean-demo
 
 setup: $(STAMP)
 
@@ -87,6 +88,10 @@ test-cluster: $(READY)
 	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf CIFAR_REPRO_SSH=$(SSHD_DIR) \
 	  python -m pytest -m cluster tests/test_cluster.py tests/test_distributed.py
 
+# config/README.md's key tables, from the schema (a test fails when they are stale)
+config-docs: $(READY)
+	PYTHONPATH=scripts $(VENV)/bin/python -m cifar_repro.config_docs config/README.md
+
 lint: $(READY)
 	$(RUN) snakemake --lint
 	$(RUN) snakefmt --check workflow
@@ -117,8 +122,8 @@ cpu-real: $(READY) $(CPU_REAL_ARCHIVE)
 benchmark: $(READY) $(REAL_ARCHIVE) $(CPU_REAL_ARCHIVE)
 	$(RUN) snakemake --cores $(CORES) --configfile config/demo.yaml --replace-workflow-config \
 	  $(DEMO_REC)/train.rec $(DEMO_REC)/test.rec
-	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --rec-dir $(DEMO_REC)
-	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/distributed_overhead.py --rec-dir $(DEMO_REC) \
+	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --output-dir results/demo
+	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/distributed_overhead.py --output-dir results/demo \
 	  --tsv results/benchmark/distributed.tsv
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
 	$(CPU_REAL) $(QUICK_METRICS)

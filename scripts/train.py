@@ -1,5 +1,5 @@
-"""Rule train: one experiment's training job (the loop is cifar_repro/training.py); an experiment
-with `distributed` is started through MXNet's tracker (cifar_repro/distributed.py)."""
+"""Rule train: one run's training job (the loop is cifar_repro/training.py; a distributed job is
+launched through MXNet's tracker by cifar_repro/launcher.py)."""
 
 import os
 
@@ -11,26 +11,27 @@ with rule_log(snakemake):
         # every core of the machine, so that jobs running side by side do not oversubscribe them
         # (a distributed launch shares them out between its workers itself)
         os.environ.setdefault("OMP_NUM_THREADS", str(snakemake.threads))
-    from cifar_repro.distributed import train_distributed
-    from cifar_repro.layout import ExperimentFiles
-    from cifar_repro.training import Data, Devices, train
+    from cifar_repro.devices import DeviceGrant
+    from cifar_repro.job import TrainingJob
+    from cifar_repro.layout import PackedDataset, RunFiles
+    from cifar_repro.run import run_training
 
     inputs, params = snakemake.input, snakemake.params
     workers = params.experiment.get("distributed", {}).get("workers", 1)
-    arguments = dict(
-        name=snakemake.wildcards.experiment,
+    job = TrainingJob(
+        run=snakemake.wildcards.run,
         experiment=params.experiment,
-        data=Data(inputs.train_rec, inputs.train_idx, inputs.val_rec, inputs.val_idx, inputs.get("mean")),
-        outputs=ExperimentFiles(**dict(snakemake.output.items())),
+        data=PackedDataset(
+            inputs.train_rec, inputs.train_idx, inputs.val_rec, inputs.val_idx, inputs.get("mean")
+        ),
+        outputs=RunFiles(**dict(snakemake.output.items())),
         checkpoint_dir=params.checkpoint_dir,
+        log=snakemake.log[0],
         # the job's GPUs, shared out between its workers
-        granted=Devices(
+        granted=DeviceGrant(
             snakemake.resources.gpu // workers, params.gpu_ids, params.lock_dir, params.allow_cpu_fallback
         ),
         init_symbol=inputs.get("init_symbol"),
         init_params=inputs.get("init_params"),
     )
-    if "distributed" in params.experiment:
-        train_distributed(arguments, snakemake.log[0], params.lock_dir, snakemake.threads)
-    else:
-        train(**arguments)
+    run_training(job, snakemake.threads)

@@ -60,7 +60,7 @@ def cluster_run(tmp_path_factory):
 
 
 def run_record(workdir, name):
-    return json.loads((workdir / layout.experiment_files(OUT, name).run).read_text())
+    return json.loads((workdir / layout.run_files(OUT, name).run).read_text())
 
 
 def log_span(workdir, name):
@@ -105,10 +105,10 @@ def test_metrics_equal_a_local_run_with_the_same_seed(cluster_run, tmp_path):
     workdir, _ = cluster_run
     name = "cifar10_scratch/seed1"
     local = demo_workdir(tmp_path)
-    result = snakemake(local, *DEMO_RUN, "--cores", "2", layout.experiment_files(OUT, name).metrics)
+    result = snakemake(local, *DEMO_RUN, "--cores", "2", layout.run_files(OUT, name).metrics)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    metrics = layout.experiment_files(OUT, name).metrics
+    metrics = layout.run_files(OUT, name).metrics
     assert without_timing(read_metrics(workdir / metrics)) == without_timing(read_metrics(local / metrics))
 
 
@@ -125,7 +125,7 @@ def with_experiment(workdir, name, **changes):
     }
     config["experiments"][name] = scratch | changes
     (workdir / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
-    return layout.experiment_files(OUT, name).metrics
+    return layout.run_files(OUT, name).metrics
 
 
 def test_a_partition_that_does_not_exist_fails_at_once_naming_it(cluster_run):

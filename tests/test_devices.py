@@ -216,7 +216,7 @@ def test_waits_until_enough_ids_are_free(tmp_path, caplog):
     releaser.start()
     started = time.monotonic()
     with (
-        caplog.at_level(logging.INFO, logger="cifar-repro"),
+        caplog.at_level(logging.INFO, logger="cifar_repro"),
         devices.acquire_gpus([0, 1], 2, tmp_path, timeout_seconds=10, poll_seconds=0.02) as lease,
     ):
         waited = time.monotonic() - started
@@ -255,7 +255,6 @@ def test_lock_dir_is_created_shareable(tmp_path):
 cpu_build = pytest.mark.skipif(devices.cuda_available(), reason="MXNet here has CUDA and a GPU")
 
 
-LOG = logging.getLogger("test")
 NO_SLURM: dict[str, str] = {}
 SLURM_JOB = {"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "node7", "CUDA_VISIBLE_DEVICES": "2,3"}
 
@@ -263,7 +262,7 @@ SLURM_JOB = {"SLURM_JOB_ID": "42", "SLURMD_NODENAME": "node7", "CUDA_VISIBLE_DEV
 @cpu_build
 def test_a_gpu_experiment_without_cuda_stops_naming_the_fix(tmp_path):
     with pytest.raises(InputError) as error:
-        devices.training_devices(2, [], tmp_path, False, LOG, environ=NO_SLURM)
+        devices.training_devices(2, [], tmp_path, False, environ=NO_SLURM)
     message = str(error.value)
     assert "asks for 2 GPUs, but MXNet is built without CUDA" in message
     assert "make setup GPU=cu112" in message and "allow_cpu_fallback: true" in message
@@ -271,7 +270,7 @@ def test_a_gpu_experiment_without_cuda_stops_naming_the_fix(tmp_path):
 
 @cpu_build
 def test_cpu_stand_ins_when_allowed(tmp_path):
-    assigned = devices.training_devices(2, [], tmp_path, True, LOG, environ=NO_SLURM)
+    assigned = devices.training_devices(2, [], tmp_path, True, environ=NO_SLURM)
     assert assigned.contexts == [mx.cpu(0), mx.cpu(1)] and assigned.lease is None
     assert assigned.record() == {
         "description": "CPU stand-in: 2 CPU contexts in place of 2 GPUs (MXNet is built without CUDA)",
@@ -285,9 +284,7 @@ def test_cpu_stand_ins_when_allowed(tmp_path):
 @cpu_build
 def test_cpu_stand_ins_still_lease_gpu_ids(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        assigned = devices.training_devices(
-            2, [3, 4], tmp_path, True, LOG, timeout_seconds=0, environ=NO_SLURM
-        )
+        assigned = devices.training_devices(2, [3, 4], tmp_path, True, timeout_seconds=0, environ=NO_SLURM)
     with assigned.lease:
         assert assigned.contexts == [mx.cpu(0), mx.cpu(1)]
         assert assigned.how == "lease" and assigned.gpu_ids == ["3", "4"]
@@ -299,9 +296,7 @@ def test_cpu_stand_ins_still_lease_gpu_ids(tmp_path, caplog):
 
 @cpu_build
 def test_inside_slurm_the_job_takes_the_gpus_it_was_given_and_no_lock(tmp_path):
-    assigned = devices.training_devices(
-        2, [0, 1, 2, 3], tmp_path, True, LOG, timeout_seconds=0, environ=SLURM_JOB
-    )
+    assigned = devices.training_devices(2, [0, 1, 2, 3], tmp_path, True, timeout_seconds=0, environ=SLURM_JOB)
     record = assigned.record()
     assert record["assignment"] == "slurm" and record["gpu_ids"] == ["2", "3"]
     assert record["slurm_job_id"] == "42" and record["node"] == "node7"
@@ -313,18 +308,18 @@ def test_inside_slurm_another_gpu_count_is_an_error_naming_both(tmp_path, visibl
     environ = SLURM_JOB | {"CUDA_VISIBLE_DEVICES": visible}
     given = len([v for v in visible.split(",") if v])
     with pytest.raises(InputError, match=rf"asks for 2 GPUs, but Slurm job 42 was given {given} "):
-        devices.training_devices(2, [], tmp_path, True, LOG, environ=environ)
+        devices.training_devices(2, [], tmp_path, True, environ=environ)
 
 
 def test_a_cpu_experiment_trains_on_one_cpu_context_anywhere(tmp_path):
     for environ in (NO_SLURM, SLURM_JOB):
-        assigned = devices.training_devices(0, [0], tmp_path, False, LOG, environ=environ)
+        assigned = devices.training_devices(0, [0], tmp_path, False, environ=environ)
         assert assigned.contexts == [mx.cpu()] and assigned.how == "cpu" and not assigned.cpu_stand_in
 
 
 def test_a_negative_gpu_count_is_refused(tmp_path):
     with pytest.raises(InputError, match="0 \\(CPU\\) or more"):
-        devices.training_devices(-1, [], tmp_path, True, LOG)
+        devices.training_devices(-1, [], tmp_path, True)
 
 
 @pytest.mark.skipif(libcuda_loads(), reason="libcuda.so.1 loads on this machine")

@@ -32,7 +32,7 @@ from conftest import (
     without_timing,
 )
 
-from cifar_repro import checkpoints, distributed, layout, training
+from cifar_repro import checkpoints, launcher, layout, training
 from cifar_repro.errors import InputError
 from cifar_repro.schema import with_defaults
 
@@ -57,7 +57,7 @@ def write_config(folder, experiments):
 
 
 def metrics_rows(folder, name):
-    return read_metrics(folder / layout.experiment_files("results", name).metrics)
+    return read_metrics(folder / layout.run_files("results", name).metrics)
 
 
 def log_span(folder, name):
@@ -70,7 +70,7 @@ def job_processes():
     """Live processes of any distributed job (scheduler, servers, workers)."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
-        if "cifar_repro.distributed" in " ".join(process.info["cmdline"] or []):
+        if "cifar_repro.worker" in " ".join(process.info["cmdline"] or []):
             found.append(process)
     return found
 
@@ -78,24 +78,24 @@ def job_processes():
 def test_the_wheels_tracker_still_needs_the_python_3_9_patch():
     # When this fails, mxnet's dmlc_tracker no longer calls Thread.isAlive: drop the patch.
     assert ".isAlive()" in inspect.getsource(dmlc_tracker.tracker.PSTracker)
-    distributed.patch_tracker_for_python_3_9()
+    launcher.patch_tracker_for_python_3_9()
     assert threading.Thread.isAlive is threading.Thread.is_alive
 
 
 def test_tracker_options_keep_a_local_job_on_loopback():
-    options = distributed.tracker_options(DISTRIBUTED, "CMD")
+    options = launcher.tracker_options(DISTRIBUTED, "CMD")
     assert options[-1] == "CMD"
     assert options[options.index("--host-ip") + 1] == "127.0.0.1"
     assert options[options.index("--num-workers") + 1] == "2"
-    slurm = distributed.tracker_options({**DISTRIBUTED, "launcher": "slurm", "nodes": 1}, "CMD")
+    slurm = launcher.tracker_options({**DISTRIBUTED, "launcher": "slurm", "nodes": 1}, "CMD")
     assert "--host-ip" not in slurm
     assert slurm[slurm.index("--slurm-worker-nodes") + 1] == "1"
 
 
 def test_the_slurm_launcher_outside_an_allocation_is_refused():
     with pytest.raises(InputError, match="inside a Slurm allocation"):
-        distributed.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={})
-    distributed.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={"SLURM_JOB_ID": "7"})
+        launcher.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={})
+    launcher.check_launcher({**DISTRIBUTED, "launcher": "slurm"}, environ={"SLURM_JOB_ID": "7"})
 
 
 def test_the_wheels_slurm_launcher_still_passes_an_option_srun_dropped():
@@ -111,7 +111,7 @@ def test_each_worker_reads_a_disjoint_part_of_the_training_records(tmp_path):
     for key in range(records):  # each record's label is its key
         writer.write_idx(key, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(key), key, 0), image))
     writer.close()
-    data = training.Data(str(rec), str(idx), str(rec), str(idx))
+    data = layout.PackedDataset(str(rec), str(idx), str(rec), str(idx))
     spec = with_defaults(EXPERIMENT)  # one loader thread
     seen = []
     for rank in range(2):
@@ -128,21 +128,21 @@ def test_a_failure_is_described_by_role_rank_and_status(tmp_path):
     killed = RuntimeError(
         "Get nonzero return code=-9 on ['env', 'python'] {'DMLC_ROLE': 'worker', 'DMLC_TASK_ID': '1'}"
     )
-    assert distributed.describe_failure(killed, tmp_path) == (
+    assert launcher.describe_failure(killed, tmp_path) == (
         "worker rank 0 (launcher task 1) was killed by SIGKILL"
     )
     server = RuntimeError("Get nonzero return code=3 on ['x'] {'DMLC_ROLE': 'server', 'DMLC_TASK_ID': '2'}")
-    assert distributed.describe_failure(server, tmp_path) == "server (launcher task 2) exited with status 3"
+    assert launcher.describe_failure(server, tmp_path) == "server (launcher task 2) exited with status 3"
     ssh = subprocess.CalledProcessError(
         137, "ssh -o StrictHostKeyChecking=no node2 -p 22 'export DMLC_ROLE=worker; cd /x; python'"
     )
-    assert distributed.describe_failure(ssh, tmp_path) == "worker on node2 (ssh) was killed by SIGKILL"
+    assert launcher.describe_failure(ssh, tmp_path) == "worker on node2 (ssh) was killed by SIGKILL"
     mpi = subprocess.CalledProcessError(1, "mpirun -n 2 -x DMLC_ROLE=server python")
-    assert distributed.describe_failure(mpi, tmp_path).startswith("the servers' mpirun exited with status 1")
-    step = distributed.StepFailed("worker", 137, ["srun: error: node7: task 1: Killed"])
-    assert distributed.describe_failure(step, tmp_path) == "worker rank 0 (srun task 1): Killed"
-    servers = distributed.StepFailed("server", 1, [])
-    assert distributed.describe_failure(servers, tmp_path) == "the servers' srun step exited with status 1"
+    assert launcher.describe_failure(mpi, tmp_path).startswith("the servers' mpirun exited with status 1")
+    step = launcher.StepFailed("worker", 137, ["srun: error: node7: task 1: Killed"])
+    assert launcher.describe_failure(step, tmp_path) == "worker rank 0 (srun task 1): Killed"
+    servers = launcher.StepFailed("server", 1, [])
+    assert launcher.describe_failure(servers, tmp_path) == "the servers' srun step exited with status 1"
 
 
 @pytest.mark.workflow
@@ -183,10 +183,10 @@ def two_jobs_at_once(tmp_path_factory):
     }
     # the twin: the same job, stopped after 2 epochs (it only needs to overlap with the first)
     write_config(folder, {"dist": EXPERIMENT, "twin": EXPERIMENT | {"num_epochs": 2}, "single": single})
-    targets = [layout.experiment_files("results", name).metrics for name in ("dist", "twin")]
+    targets = [layout.run_files("results", name).metrics for name in ("dist", "twin")]
     result = run_snakemake(folder, *targets, "--cores", "4")  # room for both jobs at once
     assert result.returncode == 0, result.stderr[-4000:]
-    result = run_snakemake(folder, layout.experiment_files("results", "single").metrics)
+    result = run_snakemake(folder, layout.run_files("results", "single").metrics)
     assert result.returncode == 0, result.stderr[-4000:]
     return folder
 
@@ -206,7 +206,7 @@ def test_two_workers_and_a_server_train_like_one_process_and_rank_0_validates_th
         training.learning_rate(0.1, EXPERIMENT["lr_schedule"], epoch, EXPERIMENT["num_epochs"])
         for epoch in range(EXPERIMENT["num_epochs"])
     ]
-    files = layout.experiment_files("results", "dist")
+    files = layout.run_files("results", "dist")
     run = json.loads((folder / files.run).read_text())
     # 610 images, 305 per worker: 15 full batches of 20 each
     assert run["distributed"]["global_batch_size"] == 40
@@ -224,7 +224,7 @@ def test_two_workers_and_a_server_train_like_one_process_and_rank_0_validates_th
         data_shapes=[("data", (20, 3, 28, 28))], label_shapes=[("softmax_label", (20,))], for_training=False
     )
     module.set_params(arg, aux)
-    data = training.Data.in_folder(folder / "results/cifar10/rec")
+    data = layout.packed_dataset(folder / "results", "cifar10")
     metric = training.make_metric(10)
     training.evaluate(module, training.record_iter(data, run["config"], train=False, seed=0), metric)
     accuracy = dict(metric.get_name_value())["accuracy"]
@@ -251,7 +251,7 @@ def kill_a_worker_mid_training(folder, name, environment=None) -> tuple[str, flo
     from the kill until snakemake ended, having failed)."""
     log = folder / layout.training_log("results", name)
     running = subprocess.Popen(
-        snakemake_command(folder, layout.experiment_files("results", name).metrics),
+        snakemake_command(folder, layout.run_files("results", name).metrics),
         env=snakemake_environment(folder) | (environment or {}),
         cwd=folder,
         stdout=subprocess.PIPE,
@@ -284,13 +284,13 @@ def test_a_killed_worker_stops_the_job_with_one_line_and_a_rerun_resumes(tmp_pat
     assert progress["epoch"] == 1
 
     assert run_snakemake(tmp_path, "--unlock").returncode == 0
-    result = run_snakemake(tmp_path, layout.experiment_files("results", "dist").metrics)
+    result = run_snakemake(tmp_path, layout.run_files("results", "dist").metrics)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "resuming dist after epoch 1" in (tmp_path / layout.training_log("results", "dist")).read_text()
     assert [row["epoch"] for row in metrics_rows(tmp_path, "dist")] == ["1", "2", "3", "4"]
     # Bit-identical to a run never stopped: every rank resumes from the same parameters and optimizer
     # state, and the one server sums two workers' gradients, which is exact in either order.
-    result = run_snakemake(tmp_path, layout.experiment_files("results", "uninterrupted").metrics)
+    result = run_snakemake(tmp_path, layout.run_files("results", "uninterrupted").metrics)
     assert result.returncode == 0, result.stderr[-4000:]
     assert without_timing(metrics_rows(tmp_path, "dist")) == without_timing(
         metrics_rows(tmp_path, "uninterrupted")
@@ -319,7 +319,7 @@ def over_ssh(folder, **changes) -> tuple[dict, dict]:
 def test_the_ssh_launcher_trains_on_two_hosts_as_the_local_one_does(tmp_path):
     spec, environment = over_ssh(tmp_path, num_epochs=2)
     write_config(tmp_path, {"over_ssh": spec, "on_loopback": {**EXPERIMENT, "num_epochs": 2}})
-    targets = [layout.experiment_files("results", name).metrics for name in ("over_ssh", "on_loopback")]
+    targets = [layout.run_files("results", name).metrics for name in ("over_ssh", "on_loopback")]
     result = run_snakemake(tmp_path, *targets, environment=environment)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "dmlc_tracker --cluster ssh" in (tmp_path / layout.training_log("results", "over_ssh")).read_text()

@@ -6,7 +6,7 @@ import re
 import yaml
 from conftest import REPO
 
-from cifar_repro import networks
+from cifar_repro import config_docs, networks
 
 RULE = re.compile(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)*)", re.MULTILINE)
 
@@ -46,3 +46,24 @@ def schema_choices(*path: str) -> list:
 
 def test_the_networks_are_the_schemas():
     assert sorted(networks.NETWORKS) == sorted(schema_choices("$defs", "experiment", "properties", "network"))
+
+
+def test_the_config_readme_holds_the_key_tables_of_the_schema():
+    readme = (REPO / "config" / "README.md").read_text()
+    assert config_docs.with_key_tables(readme, config_docs.load_schema()) == readme, (
+        "config/README.md is stale: run `make config-docs`"
+    )
+
+
+def test_the_key_tables_show_every_key_choice_and_default():
+    tables = config_docs.key_tables(config_docs.load_schema())
+    for row in (
+        "| `test_time_shift` | integer ≥ 0, ≤ 8 | `0` |",
+        "| `distributed.kvstore` | `dist_sync`, `dist_device_sync`, `dist_async` | `dist_sync` |",
+        "| `datasets.cifar10.md5` | string | required |",
+        "| `gpu_lock_dir` | string | `/tmp/cifar-repro-gpu-locks` |",
+        "| `figures.<name>.references[].accuracy` | number ≥ 0, ≤ 100 | required |",
+    ):
+        assert row in tables
+    assert "when `network` is `resnext`: `50`, `101`, default `101`" in tables
+    assert "when `distributed.kvstore` is `dist_async`: `fixed`" in tables

@@ -75,7 +75,7 @@ def config(folder, experiments=EXPERIMENTS):
 
 
 def metrics(folder, run):
-    return without_timing(read_metrics(folder / layout.experiment_files("results", run).metrics))
+    return without_timing(read_metrics(folder / layout.run_files("results", run).metrics))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_each_seed_is_a_training_job_of_its_own_that_runs_alone(tmp_path):
     result = run_snakemake(tmp_path, "-n", *TARGETS, config=config(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert scheduled_rules(result.stdout)["train"] == 2 + 1 + 2
-    alone = run_snakemake(tmp_path, "-n", layout.experiment_files("results", "fan/seed2").metrics)
+    alone = run_snakemake(tmp_path, "-n", layout.run_files("results", "fan/seed2").metrics)
     assert scheduled_rules(alone.stdout)["train"] == 1
 
 
@@ -104,9 +104,7 @@ def test_a_seed_trains_as_a_single_run_with_that_seed_and_seeds_differ(built):
 @pytest.mark.workflow
 def test_a_later_stage_starts_from_the_run_of_its_own_seed(built):
     for seed in (1, 2):
-        run = json.loads(
-            (built / layout.experiment_files("results", f"next_stage/seed{seed}").run).read_text()
-        )
+        run = json.loads((built / layout.run_files("results", f"next_stage/seed{seed}").run).read_text())
         assert run["config"]["seed"] == seed
         assert f"results/experiments/fan/seed{seed}/model-final.params" in run["initialised_from"]
 
@@ -122,7 +120,7 @@ def test_the_summary_is_the_mean_over_the_seeds_with_their_spread(built):
     assert summary.loc["single", "seeds"] == 1
     stacked = load_experiment_metrics(
         {"fan": ["fan/seed1", "fan/seed2"]},
-        [str(built / layout.experiment_files("results", f"fan/seed{seed}").metrics) for seed in (1, 2)],
+        [str(built / layout.run_files("results", f"fan/seed{seed}").metrics) for seed in (1, 2)],
     )
     assert len(stacked["fan"]) == 2 * 2  # both seeds' epochs, as the figures draw them
 

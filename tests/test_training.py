@@ -127,7 +127,7 @@ def build(workdir, *targets, extra=()):
 
 
 def outputs(workdir, name):
-    return workdir / layout.experiment_dir("results", name)
+    return workdir / layout.run_dir("results", name)
 
 
 @pytest.mark.workflow
@@ -188,7 +188,7 @@ def test_quick_recipe_trains_with_a_one_cycle_rate(workdir):
 @pytest.mark.workflow
 def test_padded_crops_show_the_grey_border(workdir):
     build(workdir, "results/cifar10/rec/train.idx")
-    data = training.Data.in_folder(workdir / "results" / "cifar10" / "rec")
+    data = layout.packed_dataset(workdir / "results", "cifar10")
 
     def first_batch(pad: int) -> np.ndarray:
         settings = with_defaults(

@@ -57,7 +57,7 @@ def test_demo_runs_every_stage_into_results_demo(demo):
         assert (results / dataset / "rec" / "train.rec").stat().st_size > 0
         assert cv2.imread(str(results / "figures" / f"{dataset}_samples.png")) is not None
     for run, experiment in demo_runs().items():
-        rows = (demo / layout.experiment_files(OUT, run).metrics).read_text().splitlines()
+        rows = (demo / layout.run_files(OUT, run).metrics).read_text().splitlines()
         assert len(rows) == 1 + experiment["num_epochs"], run
     assert sorted(p.name for p in (demo / "results").iterdir()) == ["demo"]  # no collision with a full run
     again = run_snakemake(demo, *DEMO_RUN, "all", "report", "--dry-run")
@@ -79,10 +79,7 @@ def test_summary_numbers_equal_the_metrics(demo):
     for name, row in summary.items():
         runs = layout.experiment_runs(name, demo_config["experiments"][name])
         curves = [
-            [
-                100 * float(m["val_accuracy"])
-                for m in read_csv(demo / layout.experiment_files(OUT, run).metrics)
-            ]
+            [100 * float(m["val_accuracy"]) for m in read_csv(demo / layout.run_files(OUT, run).metrics)]
             for run in runs
         ]
         final = statistics.fmean(curve[-1] for curve in curves)  # the mean over the seeds

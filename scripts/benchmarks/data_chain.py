@@ -38,9 +38,11 @@ import cv2
 import numpy as np
 import yaml
 
+from cifar_repro import layout
+
 SNAKEFILE = Path(__file__).resolve().parents[2] / "workflow" / "Snakefile"
 TARGET_RATIO = 0.7
-SPLITS = ("train", "test")
+SPLITS = layout.SPLITS
 MEMBERS = {
     "train": [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)],
     "test": ["cifar-10-batches-py/test_batch"],
@@ -56,10 +58,10 @@ STAGES = {
     "mean image 32x32": "mean_image/cifar10/32x32.tsv",
 }
 STARTUP = "Snakemake start-up"  # ours only: parsing the workflow and building the DAG
-OUR_RECORDS = {split: f"results/cifar10/rec/{split}" for split in SPLITS}
-OUR_TARGETS = [f"{prefix}.{ext}" for prefix in OUR_RECORDS.values() for ext in ("rec", "idx")] + [
-    "results/cifar10/mean_32x32.bin"
+OUR_RECORDS = [
+    layout.record_file("results", "cifar10", split, ext) for split in SPLITS for ext in ("rec", "idx")
 ]
+OUR_TARGETS = [*OUR_RECORDS, layout.mean_image("results", "cifar10", 32, 32)]
 
 
 @contextlib.contextmanager
@@ -74,15 +76,9 @@ def file_digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(source, algorithm).hexdigest()
 
 
-def records_digest(prefixes: dict[str, Path]) -> str:
+def records_digest(files: list[Path]) -> str:
     """One sha256 over both splits' .rec and .idx, to check that the routes packed the same bytes."""
-    return hashlib.sha256(
-        "".join(
-            file_digest(prefix.with_suffix(ext), "sha256")
-            for prefix in prefixes.values()
-            for ext in (".rec", ".idx")
-        ).encode()
-    ).hexdigest()
+    return hashlib.sha256("".join(file_digest(path, "sha256") for path in files).encode()).hexdigest()
 
 
 def naive_route(archive: Path, work: Path) -> tuple[dict[str, float], float, str]:
@@ -124,7 +120,11 @@ def naive_route(archive: Path, work: Path) -> tuple[dict[str, float], float, str
         mean = images["train"].reshape(-1, 3, 32, 32).mean(axis=0)
         np.save(work / "mean_32x32.npy", mean.astype(np.float32))
     wall = time.perf_counter() - started
-    return seconds, wall, records_digest({split: work / split for split in SPLITS})
+    return (
+        seconds,
+        wall,
+        records_digest([work / f"{split}.{ext}" for split in SPLITS for ext in ("rec", "idx")]),
+    )
 
 
 def our_route(archive: Path, md5: str, work: Path) -> tuple[dict[str, float], float, str]:
@@ -149,7 +149,7 @@ def our_route(archive: Path, md5: str, work: Path) -> tuple[dict[str, float], fl
     for stage, tsv in STAGES.items():
         header, values = (work / "results" / "benchmarks" / tsv).read_text().splitlines()[:2]
         seconds[stage] = float(dict(zip(header.split("\t"), values.split("\t"), strict=True))["s"])
-    return seconds, wall, records_digest({split: work / prefix for split, prefix in OUR_RECORDS.items()})
+    return seconds, wall, records_digest([work / path for path in OUR_RECORDS])
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 """Benchmark (not a test): what do MXNet's parameter servers cost?
 
 Side by side, on the same packed data, tiny network, per-worker batch and augmentation, through the
-training rule's own code (training.train; distributed.train_distributed, which starts the job with
-MXNet's tracker on loopback):
+training rule's own entry point (run.run_training: in this process, or a job started with MXNet's
+tracker on loopback):
   (a) one process, kvstore local (the baseline);
   (b) kvstore dist_sync, 1 worker + 1 server (+ the scheduler): the cost of pushing every gradient
       through a server;
@@ -12,7 +12,7 @@ run's figure is its mean samples/s over the epochs after the first (warm-up). Th
 TSV with this machine's core count.
 Target: (b) at most 1.15x slower than (a), i.e. (a)/(b) <= 1.15.
 
-usage: python scripts/benchmarks/distributed_overhead.py --rec-dir results/demo/cifar10/rec
+usage: python scripts/benchmarks/distributed_overhead.py --output-dir results/demo
            --tsv results/benchmark/distributed.tsv [--rounds 3] [--epochs 3]
 """
 
@@ -27,9 +27,11 @@ from pathlib import Path
 
 import mxnet as mx
 
-from cifar_repro import layout, training
-from cifar_repro.distributed import train_distributed
+from cifar_repro import layout
+from cifar_repro.job import TrainingJob
+from cifar_repro.layout import PackedDataset
 from cifar_repro.metrics import load_metrics, mean_samples_per_second
+from cifar_repro.run import run_training
 from cifar_repro.schema import with_defaults
 
 EXPERIMENT = with_defaults(
@@ -54,40 +56,30 @@ SETUPS = {
 }
 
 
-def throughput(data: training.Data, epochs: int, distributed: dict | None) -> float:
+def throughput(data: PackedDataset, epochs: int, distributed: dict | None) -> float:
     """Training samples/s (all workers together) of one run in a scratch folder."""
     experiment = EXPERIMENT | {"num_epochs": epochs}
     if distributed:
         experiment["distributed"] = distributed | {"kvstore": "dist_sync", "launcher": "local"}
     with tempfile.TemporaryDirectory() as work:
-        files = layout.experiment_files(work, "benchmark")
-        Path(files.metrics).parent.mkdir(parents=True)
-        arguments = {
-            "name": "benchmark",
-            "experiment": experiment,
-            "data": data,
-            "outputs": files,
-            "checkpoint_dir": layout.checkpoint_dir(work, "benchmark"),
-            "granted": training.Devices(gpus=0, gpu_ids=[], lock_dir=f"{work}/locks"),
-        }
-        if distributed:
-            train_distributed(arguments, f"{work}/train.log", f"{work}/locks", threads=os.cpu_count())
-        else:
-            training.train(**arguments)
-        return mean_samples_per_second(load_metrics(files.metrics))
+        job = TrainingJob.under(work, "benchmark", experiment, data)
+        run_training(job, threads=os.cpu_count())
+        return mean_samples_per_second(load_metrics(job.outputs.metrics))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rec-dir", required=True, help="folder with train.rec/.idx and test.rec/.idx")
+    parser.add_argument(
+        "--output-dir", required=True, help="the workflow's output_dir: its cifar10/rec/ is used"
+    )
     parser.add_argument("--tsv", required=True, help="where the table goes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data = training.Data.in_folder(args.rec_dir)
+    data = layout.packed_dataset(args.output_dir, "cifar10")
     runs: dict[str, list[float]] = {setup: [] for setup in SETUPS}
     for _ in range(args.rounds):
         for setup, distributed in SETUPS.items():

@@ -48,7 +48,7 @@ def main() -> int:
     )
     parser.add_argument("--tsv", required=True, help="where the table goes")
     args = parser.parse_args()
-    files = layout.experiment_files(args.output_dir, args.experiment)
+    files = layout.run_files(args.output_dir, args.experiment)
     metrics = load_metrics(files.metrics)
     run = json.loads(Path(files.run).read_text())
     measured = {

@@ -10,7 +10,7 @@ speed hits both; each reports samples/s of whole training epochs (validation and
 included) over its epochs after the first (warm-up).
 Target: training.train / Module.fit >= 0.97.
 
-usage: python scripts/benchmarks/training_loop.py --rec-dir results/demo/cifar10/rec [--rounds 3] [--epochs 3]
+usage: python scripts/benchmarks/training_loop.py --output-dir results/demo [--rounds 3] [--epochs 3]
 """
 
 import argparse
@@ -26,7 +26,10 @@ from pathlib import Path
 import mxnet as mx
 
 from cifar_repro import layout, networks, training
+from cifar_repro.job import TrainingJob
+from cifar_repro.layout import PackedDataset
 from cifar_repro.metrics import load_metrics, mean_samples_per_second
+from cifar_repro.run import run_training
 from cifar_repro.schema import with_defaults
 
 EXPERIMENT = with_defaults(
@@ -46,21 +49,14 @@ EXPERIMENT = with_defaults(
 )
 
 
-def rule_loop_throughput(data: training.Data, epochs: int) -> float:
+def rule_loop_throughput(data: PackedDataset, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as work:
-        files = layout.experiment_files(work, "benchmark")
-        training.train(
-            "benchmark",
-            EXPERIMENT | {"num_epochs": epochs},
-            data,
-            files,
-            checkpoint_dir=layout.checkpoint_dir(work, "benchmark"),
-            granted=training.Devices(gpus=0, gpu_ids=[], lock_dir=f"{work}/locks"),
-        )
-        return mean_samples_per_second(load_metrics(files.metrics))
+        job = TrainingJob.under(work, "benchmark", EXPERIMENT | {"num_epochs": epochs}, data)
+        run_training(job, threads=1)
+        return mean_samples_per_second(load_metrics(job.outputs.metrics))
 
 
-def module_fit_throughput(data: training.Data, epochs: int) -> float:
+def module_fit_throughput(data: PackedDataset, epochs: int) -> float:
     """Samples/s of MXNet's Module.fit, timed by whole epochs like the training loop's figure
     (start-up of the epoch's first batch included): the spacing of its epoch-end callbacks."""
     batches = training.record_iter(data, EXPERIMENT, train=True, seed=0)
@@ -81,7 +77,7 @@ def module_fit_throughput(data: training.Data, epochs: int) -> float:
     return statistics.mean(samples / (end - start) for start, end in itertools.pairwise(epoch_ends))
 
 
-def loader_throughput(data: training.Data, epochs: int) -> float:
+def loader_throughput(data: PackedDataset, epochs: int) -> float:
     images, started = 0, time.time()
     for epoch in range(epochs):
         for batch in training.record_iter(data, EXPERIMENT, train=True, seed=epoch):
@@ -94,12 +90,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rec-dir", required=True, help="folder with train.rec/.idx and test.rec/.idx")
+    parser.add_argument(
+        "--output-dir", required=True, help="the workflow's output_dir: its cifar10/rec/ is used"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    data = training.Data.in_folder(args.rec_dir)
+    data = layout.packed_dataset(args.output_dir, "cifar10")
     ours, baseline = [], []
     for _ in range(args.rounds):
         ours.append(rule_loop_throughput(data, args.epochs))

@@ -22,7 +22,7 @@ from .errors import InputError
 
 IMAGE_SHAPE = (3, 32, 32)
 MAX_MEMBER_BYTES = 512 << 20
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 CLASS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # names become folder names
 

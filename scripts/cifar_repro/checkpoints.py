@@ -16,7 +16,7 @@ import mxnet as mx
 
 from .atomic import atomic_path
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 
 def save_params(path: str | Path, arg_params: dict, aux_params: dict) -> None:

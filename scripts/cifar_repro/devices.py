@@ -36,6 +36,8 @@ import mxnet as mx
 
 from .errors import InputError
 
+log = logging.getLogger(__name__)
+
 # Compute capabilities the mxnet-cu112 1.9.1 wheel has SASS for (sm_50, sm_60, sm_70, sm_80, sm_86).
 SUPPORTED_ARCHITECTURES = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
 
@@ -77,11 +79,9 @@ def acquire_gpus(
     lock_dir: str | Path,
     timeout_seconds: float | None = None,
     poll_seconds: float = 0.5,
-    log: logging.Logger | None = None,
 ) -> GpuLease:
     """Lease `count` distinct free ids of `gpu_ids` (first free ones in list order), waiting until
     that many are free at once; with `timeout_seconds`, give up after that long."""
-    log = log or logging.getLogger("cifar-repro")
     if count < 1:
         raise InputError(f"a job needs at least 1 GPU, got {count}")
     if len(set(gpu_ids)) != len(gpu_ids):
@@ -322,6 +322,22 @@ def share_of_worker(environ: Mapping[str, str], gpus: int) -> Mapping[str, str]:
     return {**environ, "CUDA_VISIBLE_DEVICES": ",".join(ids[first : first + gpus])}
 
 
+@dataclass(frozen=True)
+class DeviceGrant:
+    """What a training job (or each worker of a distributed one) was granted: `gpus` devices (0: a
+    CPU experiment), leased from `gpu_ids` through the lock files in `lock_dir` outside Slurm."""
+
+    gpus: int
+    gpu_ids: list[int]
+    lock_dir: str
+    allow_cpu_fallback: bool = False
+
+    def assign(self, environ: Mapping[str, str] = os.environ) -> "Assignment":
+        return training_devices(
+            self.gpus, self.gpu_ids, self.lock_dir, self.allow_cpu_fallback, environ=environ
+        )
+
+
 def no_gpu_error(count: int, reason: str) -> InputError:
     return InputError(
         f"the experiment asks for {count} GPU{'s' if count > 1 else ''}, but {reason} "
@@ -337,7 +353,6 @@ def training_devices(
     gpu_ids: list[int],
     lock_dir: str | Path,
     allow_cpu_fallback: bool,
-    log: logging.Logger,
     timeout_seconds: float | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Assignment:
@@ -369,7 +384,7 @@ def training_devices(
         if no_cuda is None:
             # CUDA_VISIBLE_DEVICES renumbers the job's GPUs 0..count-1 for MXNet
             return _on_gpus(list(range(count)), ids, "slurm", None, slurm)
-        return _cpu_stand_in(count, ids, "slurm", None, no_cuda, slurm, log)
+        return _cpu_stand_in(count, ids, "slurm", None, no_cuda, slurm)
     if no_cuda is None:
         visible = mx.context.num_gpus()
         gpu_ids = gpu_ids or list(range(visible))
@@ -379,15 +394,15 @@ def training_devices(
                 f"gpu_ids {invisible} are not among the {visible} GPUs MXNet sees "
                 f"(ids 0-{visible - 1}, after CUDA_VISIBLE_DEVICES)"
             )
-        lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log)
+        lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds)
         try:
             return _on_gpus(lease.ids, [str(gpu_id) for gpu_id in lease.ids], "lease", lease, {})
         except BaseException:
             lease.release()
             raise
-    lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds, log=log) if gpu_ids else None
+    lease = acquire_gpus(gpu_ids, count, lock_dir, timeout_seconds) if gpu_ids else None
     ids = [str(gpu_id) for gpu_id in lease.ids] if lease else []
-    return _cpu_stand_in(count, ids, "lease" if lease else "cpu", lease, no_cuda, {}, log)
+    return _cpu_stand_in(count, ids, "lease" if lease else "cpu", lease, no_cuda, {})
 
 
 def _on_gpus(
@@ -411,7 +426,6 @@ def _cpu_stand_in(
     lease: GpuLease | None,
     no_cuda: str,
     slurm: dict[str, str],
-    log: logging.Logger,
 ) -> Assignment:
     plural = "s" if count > 1 else ""
     given = f", given GPU ids {ids}" if ids else ""

@@ -15,7 +15,7 @@ from typing import BinaryIO
 from .atomic import atomic_path
 from .errors import InputError
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 

@@ -16,7 +16,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ToolError
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 IMAGES_PER_TASK = 1000
 

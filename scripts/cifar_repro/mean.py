@@ -18,7 +18,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import InputError
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 
 def crop_mean(full_mean: np.ndarray, height: int, width: int) -> np.ndarray:

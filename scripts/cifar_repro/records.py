@@ -17,7 +17,7 @@ from pathlib import Path
 from .atomic import atomic_path
 from .errors import InputError, ToolError
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 
 def im2rec_script() -> Path:

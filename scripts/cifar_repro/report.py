@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ToolError
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 
 def report_command(snakefile: str, config_file: str, output: str, targets: list[str]) -> list[str]:

@@ -19,30 +19,9 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from .errors import PipelineError
-
-LOGGER_NAME = "cifar-repro"
-
-
-def setup_logging(log_path: str | Path | None) -> logging.Logger:
-    """Log INFO to stderr and, when given, everything to `log_path` (overwritten on each run)."""
-    terminal = logging.StreamHandler(sys.stderr)
-    terminal.setLevel(logging.INFO)
-    handlers: list[logging.Handler] = [terminal]
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text("")
-        # appending: the workers of a distributed job write to the same file
-        handlers.append(logging.FileHandler(log_path, mode="a"))
-    logging.basicConfig(
-        level=logging.DEBUG,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    return logging.getLogger(LOGGER_NAME)
+from .logs import setup_logging
 
 
 def failure_line(rule: str, error: Exception, inputs: list[str]) -> str:

@@ -37,7 +37,7 @@ COLOURS = {  # the first five are the "warm" palette, the last five the "cool" o
 }
 SIZE = 32
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 
 def shape_mask(shape: str, centre_y: float, centre_x: float, radius: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .metrics import load_metrics, mean_samples_per_second
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
     "experiment",

@@ -11,7 +11,7 @@ the random operators (e.g. RReLU slopes) from (seed, epoch), one decoding thread
 reproducible, and the learning rate is a function of the epoch, so a run resumed after its last
 checkpoint repeats exactly what an uninterrupted one does.
 
-Distributed (an experiment with `distributed`, in a worker started by distributed.py): the module
+Distributed (an experiment with `distributed`, in a worker started by launcher.py): the module
 trains through the job's kvstore; each worker reads its own part of the training .rec
 (ImageRecordIter's num_parts/part_index) for the same number of batches, so the global batch is
 batch_size x workers; rank 0 alone validates on the whole test set and writes checkpoints, metrics
@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mxnet as mx
@@ -35,44 +35,20 @@ from . import devices
 from .archive import NUM_CLASSES
 from .atomic import atomic_path
 from .checkpoints import Checkpoints, current_optimizer, fingerprint, load_params, save_params
-from .distributed import Worker, join_kvstore
 from .errors import InputError, TrainingError
-from .layout import ExperimentFiles
+from .job import TrainingJob
+from .layout import PackedDataset
 from .metrics import COLUMN_OF_MXNET_METRIC, TOP_K, reports_top_k, write_metrics
-from .models import check_mean_shape, frozen_parameters, initial_model
+from .models import InitialModel, check_mean_shape, frozen_parameters, initial_model
 from .provenance import provenance
+from .ranks import join_kvstore
 from .records import record_keys
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 # MXNet 1.x's AdaDelta takes no learning rate: its lr column stays empty
 WITHOUT_LEARNING_RATE = {"adadelta"}
 DEFAULT_LEARNING_RATE = 0.01  # MXNet optimizers' default
-
-
-@dataclass(frozen=True)
-class Data:
-    train_rec: str
-    train_idx: str
-    val_rec: str
-    val_idx: str
-    mean: str | None = None
-
-    @classmethod
-    def in_folder(cls, rec_dir: str | Path) -> "Data":
-        """The packed splits of a dataset's rec/ folder, as the pack_records rule names them."""
-        folder = Path(rec_dir)
-        return cls(*(str(folder / name) for name in ("train.rec", "train.idx", "test.rec", "test.idx")))
-
-
-@dataclass(frozen=True)
-class Devices:
-    """What the job was granted and where GPU ids are shared out (see devices.py)."""
-
-    gpus: int  # 0: a CPU experiment
-    gpu_ids: list[int]
-    lock_dir: str
-    allow_cpu_fallback: bool = False
 
 
 def learning_rate(base_lr: float, schedule: dict, epoch: float, num_epochs: int) -> float:
@@ -114,7 +90,7 @@ def metric_row(metric: mx.metric.EvalMetric, prefix: str) -> dict[str, float]:
 
 
 def record_iter(
-    data: Data, experiment: dict, train: bool, seed: int, part: tuple[int, int] = (0, 1)
+    data: PackedDataset, experiment: dict, train: bool, seed: int, part: tuple[int, int] = (0, 1)
 ) -> mx.io.ImageRecordIter:
     """The training split (shuffled, augmented; `part` = (index, count) of it), or the whole test
     split (centre crops)."""
@@ -218,7 +194,7 @@ def train_epoch(
     return samples
 
 
-def batches_per_epoch(data: Data, experiment: dict, workers: int) -> int:
+def batches_per_epoch(data: PackedDataset, experiment: dict, workers: int) -> int:
     """Batches every worker trains per epoch. One process: every image, the last batch padded
     (ImageRecordIter's round_batch). Several: full batches of the smallest part, so that all of
     them push the same number of times (a worker waiting for one more push would wait forever)."""
@@ -234,167 +210,211 @@ def batches_per_epoch(data: Data, experiment: dict, workers: int) -> int:
     return batches
 
 
-def train(
-    name: str,
-    experiment: dict,
-    data: Data,
-    outputs: ExperimentFiles,
-    checkpoint_dir: str,
-    granted: Devices,
-    init_symbol: str | None = None,
-    init_params: str | None = None,
-    worker: Worker | None = None,
-) -> None:
-    """Train `experiment`; `worker` when this process is one worker of a distributed job."""
-    started = time.time()
-    num_classes = NUM_CLASSES[experiment["dataset"]]
-    if data.mean:
-        check_mean_shape(data.mean, experiment["data_shape"])
-    start = initial_model(experiment, num_classes, init_symbol, init_params)
-    if granted.gpus != experiment["gpus"]:
-        log.warning(
-            "!!! %s asks for %d GPUs but this run grants %d (snakemake --resources gpu=...): "
-            "training on %d devices",
-            name, experiment["gpus"], granted.gpus, granted.gpus,
-        )  # fmt: skip
-    environ = devices.share_of_worker(os.environ, granted.gpus) if worker else os.environ
-    assigned = devices.training_devices(
-        granted.gpus, granted.gpu_ids, granted.lock_dir, granted.allow_cpu_fallback, log, environ=environ
+@dataclass
+class Session:
+    """A run in training: what each step of the loop reads and updates."""
+
+    job: TrainingJob
+    start: InitialModel
+    assigned: devices.Assignment
+    checkpoints: Checkpoints
+    module: mx.mod.Module
+    kvstore: mx.kvstore.KVStore | None  # a distributed job's; None in a single process
+    epoch_batches: int
+    begin: int  # epochs done before this attempt (a resumed run's)
+    rows: list[dict]  # metrics.csv so far
+    metric: mx.metric.CompositeEvalMetric
+
+    @property
+    def rank(self) -> int:
+        return self.kvstore.rank if self.kvstore else 0
+
+    @property
+    def workers(self) -> int:
+        return self.kvstore.num_workers if self.kvstore else 1
+
+    @property
+    def lead(self) -> bool:
+        """Whether this process validates and writes: a single process, or rank 0."""
+        return self.rank == 0
+
+
+def set_up(job: TrainingJob, start: InitialModel, assigned: devices.Assignment) -> Session:
+    """Bind the module on the assigned devices; initialise it (or resume it from the last checkpoint)
+    and its optimizer; in a distributed job, join the kvstore first."""
+    experiment = job.experiment
+    checkpoints = Checkpoints(Path(job.checkpoint_dir), fingerprint(experiment, num_classes_of(job)))
+    begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
+    kvstore = None
+    if job.distributed:
+        kvstore = join_kvstore(job.distributed["kvstore"], job.log, job.distributed_dir)
+        # in this worker's own log, which it has only now that it knows its rank
+        log.info(
+            "worker rank %d trains on GPU ids %s: %s", kvstore.rank, assigned.gpu_ids, assigned.description
+        )
+    epoch_batches = batches_per_epoch(job.data, experiment, kvstore.num_workers if kvstore else 1)
+    frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
+    module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
+    batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
+    module.bind(
+        data_shapes=[("data", (batch_size, *data_shape))], label_shapes=[("softmax_label", (batch_size,))]
     )
-    with assigned.lease or contextlib.nullcontext():
-        checkpoints = Checkpoints(Path(checkpoint_dir), fingerprint(experiment, num_classes))
-        begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
-        kvstore = join_kvstore(experiment["distributed"]["kvstore"], worker) if worker else None
-        rank, workers = (kvstore.rank, kvstore.num_workers) if kvstore else (0, 1)
-        lead = rank == 0  # the one that validates and writes
-        if kvstore:  # in this worker's own log, which it has only now that it knows its rank
-            log.info("worker rank %d trains on GPU ids %s: %s", rank, assigned.gpu_ids, assigned.description)
-        epoch_batches = batches_per_epoch(data, experiment, workers)
-        frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
-        module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
-        batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
-        module.bind(
-            data_shapes=[("data", (batch_size, *data_shape))], label_shapes=[("softmax_label", (batch_size,))]
-        )
-        mx.random.seed(experiment["seed"])
-        np.random.seed(experiment["seed"])
-        if begin:
-            log.info("resuming %s after epoch %d from %s", name, begin, checkpoint_dir)
-            resumed_arg, resumed_aux = load_params(checkpoints.params_path(begin))
-            module.init_params(arg_params=resumed_arg, aux_params=resumed_aux)
-        else:
-            log.info("%s starts from %s", name, start.description)
-            # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised.
-            # Every worker draws the same values: the same seed, on the CPU.
-            pretrained = start.arg_params is not None
-            module.init_params(
-                mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-                arg_params=start.arg_params, aux_params=start.aux_params,
-                allow_missing=pretrained, allow_extra=pretrained,
-            )  # fmt: skip
-            if lead:
-                save_params(checkpoints.params_path(0), *module.get_params())
-        # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
-        local_kvstore = "local" if assigned.contexts[0].device_type == "cpu" else "device"
-        module.init_optimizer(
-            kvstore=kvstore or local_kvstore,
-            optimizer=experiment["optimizer"],
-            optimizer_params=experiment["optimizer_params"],
-        )
-        if begin:
-            checkpoints.restore(begin, module)
-        metric = make_metric(num_classes)
-        base_lr = experiment["optimizer_params"].get("learning_rate", DEFAULT_LEARNING_RATE)
-        has_lr = experiment["optimizer"] not in WITHOUT_LEARNING_RATE
-        num_epochs, schedule = experiment["num_epochs"], experiment["lr_schedule"]
-        for epoch in range(begin, num_epochs):
+    mx.random.seed(experiment["seed"])
+    np.random.seed(experiment["seed"])
+    if begin:
+        log.info("resuming %s after epoch %d from %s", job.run, begin, job.checkpoint_dir)
+        resumed_arg, resumed_aux = load_params(checkpoints.params_path(begin))
+        module.init_params(arg_params=resumed_arg, aux_params=resumed_aux)
+    else:
+        log.info("%s starts from %s", job.run, start.description)
+        # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised.
+        # Every worker draws the same values: the same seed, on the CPU.
+        pretrained = start.arg_params is not None
+        module.init_params(
+            mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+            arg_params=start.arg_params, aux_params=start.aux_params,
+            allow_missing=pretrained, allow_extra=pretrained,
+        )  # fmt: skip
+        if not kvstore or kvstore.rank == 0:
+            save_params(checkpoints.params_path(0), *module.get_params())
+    # fit.py's kvstore for GPUs; "local" aggregates on the CPU for CPU contexts
+    local_kvstore = "local" if assigned.contexts[0].device_type == "cpu" else "device"
+    module.init_optimizer(
+        kvstore=kvstore or local_kvstore,
+        optimizer=experiment["optimizer"],
+        optimizer_params=experiment["optimizer_params"],
+    )
+    if begin:
+        checkpoints.restore(begin, module)
+    metric = make_metric(num_classes_of(job))
+    return Session(job, start, assigned, checkpoints, module, kvstore, epoch_batches, begin, rows, metric)
 
-            def lr_of_batch(number: int, epoch: int = epoch) -> float:
-                # at the middle of the batch, as a fraction of the epoch (a one-cycle rate moves with it)
-                return learning_rate(base_lr, schedule, epoch + (number - 0.5) / epoch_batches, num_epochs)
 
-            lr = lr_of_batch(1)  # the epoch's rate in the log and metrics.csv
-            optimizer = current_optimizer(module)
-            if has_lr and (epoch == begin or lr != optimizer.lr):  # lr_scheduler's message
-                log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
-            mx.random.seed(epoch_seed(experiment["seed"], epoch))
-            tic = time.time()  # the epoch's loader start-up counts too
-            batches = record_iter(
-                data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch), part=(rank, workers)
-            )
-            if kvstore:
-                batches = mx.io.ResizeIter(batches, epoch_batches)
-            samples = workers * train_epoch(
-                module, batches, metric, epoch, lr_of_batch, experiment["disp_batches"]
-            )
-            seconds = time.time() - tic
-            log_metric(epoch, "Train", metric)
-            log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
-            row = {"epoch": epoch + 1, "lr": lr if has_lr else "", **metric_row(metric, "train")}
-            # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without
-            # declaring them as outputs to the engine, so reading them now could race the last batch's
-            # update (it did, for bn0, whose backward runs last). Wait for every pending operation.
-            mx.nd.waitall()
-            if not lead:
-                continue
-            # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting
-            # the average back makes validation, the checkpoint and a resumed run see the same model.
-            module.set_params(*module.get_params())
-            # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
-            # partial starts the next pass shifted, and a reset during its first prefetch is racy.
-            test_batches = record_iter(data, experiment, train=False, seed=0)
-            evaluate(
-                module, test_batches, metric, experiment["test_time_flip"], experiment["test_time_shift"]
-            )
-            log_metric(epoch, "Validation", metric)
-            row |= metric_row(metric, "val")
-            row |= {"seconds": round(seconds, 3), "samples_per_second": round(samples / seconds, 1)}
-            rows.append(row)
-            checkpoints.save(epoch + 1, module, rows)
-            log.info('Saved checkpoint to "%s"', checkpoints.params_path(epoch + 1))
-        final_arg, final_aux = module.get_params()
-    if not lead:
-        log.info("%s: worker rank %d done; rank 0 writes the outputs", name, rank)
-        return
-    write_metrics(outputs.metrics, rows, num_classes)
-    with atomic_path(outputs.symbol) as partial:
-        start.symbol.save(str(partial))
-    save_params(outputs.params, final_arg, final_aux)
+def run_epoch(session: Session, epoch: int) -> dict:
+    """Train one epoch (counted from 0) at the schedule's rates, with the epoch's seeds; return its
+    metrics.csv row so far (validation comes later)."""
+    experiment, module = session.job.experiment, session.module
+    base_lr = experiment["optimizer_params"].get("learning_rate", DEFAULT_LEARNING_RATE)
+    num_epochs, schedule = experiment["num_epochs"], experiment["lr_schedule"]
+
+    def lr_of_batch(number: int) -> float:
+        # at the middle of the batch, as a fraction of the epoch (a one-cycle rate moves with it)
+        return learning_rate(base_lr, schedule, epoch + (number - 0.5) / session.epoch_batches, num_epochs)
+
+    lr = lr_of_batch(1)  # the epoch's rate in the log and metrics.csv
+    has_lr = experiment["optimizer"] not in WITHOUT_LEARNING_RATE
+    optimizer = current_optimizer(module)
+    if has_lr and (epoch == session.begin or lr != optimizer.lr):  # lr_scheduler's message
+        log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
+    mx.random.seed(epoch_seed(experiment["seed"], epoch))
+    tic = time.time()  # the epoch's loader start-up counts too
+    batches = record_iter(
+        session.job.data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch),
+        part=(session.rank, session.workers),
+    )  # fmt: skip
+    if session.kvstore:
+        batches = mx.io.ResizeIter(batches, session.epoch_batches)
+    samples = session.workers * train_epoch(
+        module, batches, session.metric, epoch, lr_of_batch, experiment["disp_batches"]
+    )
+    seconds = time.time() - tic
+    log_metric(epoch, "Train", session.metric)
+    log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
+    return {
+        "epoch": epoch + 1,
+        "lr": lr if has_lr else "",
+        **metric_row(session.metric, "train"),
+        "seconds": round(seconds, 3),
+        "samples_per_second": round(samples / seconds, 1),
+    }
+
+
+def validate_and_checkpoint(session: Session, epoch: int, row: dict) -> None:
+    """Validate the epoch's model on the whole test split, then save the checkpoint with its row."""
+    experiment, module = session.job.experiment, session.module
+    # Each device updates its own BatchNorm moving statistics; get_params averages them. Setting the
+    # average back makes validation, the checkpoint and a resumed run see the same model.
+    module.set_params(*module.get_params())
+    # A fresh loader, never reset(): in MXNet 1.9.1 a reset ImageRecordIter whose last batch was
+    # partial starts the next pass shifted, and a reset during its first prefetch is racy.
+    test_batches = record_iter(session.job.data, experiment, train=False, seed=0)
+    evaluate(
+        module, test_batches, session.metric, experiment["test_time_flip"], experiment["test_time_shift"]
+    )
+    log_metric(epoch, "Validation", session.metric)
+    session.rows.append(row | metric_row(session.metric, "val"))
+    session.checkpoints.save(epoch + 1, module, session.rows)
+    log.info('Saved checkpoint to "%s"', session.checkpoints.params_path(epoch + 1))
+
+
+def write_outputs(session: Session, final_params: tuple[dict, dict], started: float) -> None:
+    """The run's declared outputs: metrics.csv, the final model and run.json."""
+    job, rows = session.job, session.rows
+    write_metrics(job.outputs.metrics, rows, num_classes_of(job))
+    with atomic_path(job.outputs.symbol) as partial:
+        session.start.symbol.save(str(partial))
+    save_params(job.outputs.params, *final_params)
     record = {
-        "experiment": name,
-        "config": experiment,
-        "num_classes": num_classes,
-        "devices": assigned.record(),
-        "initialised_from": start.description,
-        "resumed_after_epoch": begin,
+        "experiment": job.run,  # the run's name (the key predates runs of several seeds)
+        "config": job.experiment,
+        "num_classes": num_classes_of(job),
+        "devices": session.assigned.record(),
+        "initialised_from": session.start.description,
+        "resumed_after_epoch": session.begin,
         "wall_seconds": round(time.time() - started, 3),
         "training_seconds": round(sum(r["seconds"] for r in rows), 3),
         "final": rows[-1] if rows else None,
         **provenance(),
     }
-    if kvstore:
+    if session.kvstore:
         record["distributed"] = {
-            **experiment["distributed"],
-            "global_batch_size": batch_size * workers,
-            "batches_per_epoch": epoch_batches,
+            **job.distributed,
+            "global_batch_size": job.experiment["batch_size"] * session.workers,
+            "batches_per_epoch": session.epoch_batches,
         }
-    with atomic_path(outputs.run) as partial:
+    with atomic_path(job.outputs.run) as partial:
         partial.write_text(json.dumps(record, indent=2) + "\n")
-    log.info("%s: %d epochs, outputs %s", name, len(rows), ", ".join(asdict(outputs).values()))
+    log.info("%s: %d epochs, outputs %s", job.run, len(rows), ", ".join(asdict(job.outputs).values()))
 
 
-def train_from_json(arguments: dict, worker: Worker) -> None:
-    """train() in a worker of a distributed job, with the launcher's arguments (see as_json)."""
-    train(
-        **arguments | {
-            "data": Data(**arguments["data"]),
-            "outputs": ExperimentFiles(**arguments["outputs"]),
-            "granted": Devices(**arguments["granted"]),
-        },
-        worker=worker,
-    )  # fmt: skip
+def num_classes_of(job: TrainingJob) -> int:
+    return NUM_CLASSES[job.experiment["dataset"]]
 
 
-def as_json(arguments: dict) -> dict:
-    """train()'s arguments as JSON values, for the workers of a distributed job."""
-    return {key: asdict(value) if is_dataclass(value) else value for key, value in arguments.items()}
+def train(job: TrainingJob) -> None:
+    """Train `job` in this process: a single-process job, or one worker of a distributed job (in a
+    process its launcher started; run.run_training decides which)."""
+    started = time.time()
+    if job.distributed and "DMLC_ROLE" not in os.environ:
+        raise TrainingError(
+            f"{job.run} is a distributed job: its workers are started by its launcher (run_training)"
+        )
+    experiment = job.experiment
+    if job.data.mean:
+        check_mean_shape(job.data.mean, experiment["data_shape"])
+    start = initial_model(experiment, num_classes_of(job), job.init_symbol, job.init_params)
+    granted = job.granted
+    if granted.gpus != experiment["gpus"]:
+        log.warning(
+            "!!! %s asks for %d GPUs but this run grants %d (snakemake --resources gpu=...): "
+            "training on %d devices",
+            job.run, experiment["gpus"], granted.gpus, granted.gpus,
+        )  # fmt: skip
+    environ = devices.share_of_worker(os.environ, granted.gpus) if job.distributed else os.environ
+    assigned = granted.assign(environ)
+    with assigned.lease or contextlib.nullcontext():
+        session = set_up(job, start, assigned)
+        for epoch in range(session.begin, experiment["num_epochs"]):
+            row = run_epoch(session, epoch)
+            # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without
+            # declaring them as outputs to the engine, so reading them now could race the last
+            # batch's update (it did, for bn0, whose backward runs last). Wait for every pending
+            # operation.
+            mx.nd.waitall()
+            if session.lead:
+                validate_and_checkpoint(session, epoch, row)
+        final_params = session.module.get_params()
+    if not session.lead:
+        log.info("%s: worker rank %d done; rank 0 writes the outputs", job.run, session.rank)
+        return
+    write_outputs(session, final_params, started)

@@ -10,11 +10,17 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-# The rules share the scripts' package for the contracts it defines once: the experiment file
-# layout and URL handling.
+# The rules share the scripts' package for the contracts it defines once: the file layout, the
+# config's cross-checks and URL handling.
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from cifar_repro import layout  # noqa: E402
 from cifar_repro.claim_spec import claim_experiments  # noqa: E402
+from cifar_repro.config_checks import (  # noqa: E402
+    capped_gpu_warnings,
+    check_config,
+    job_gpus,
+    runs_by_experiment,
+)
 from cifar_repro.download import archive_name, local_source  # noqa: E402
 
 OUT = config["output_dir"].rstrip("/")
@@ -24,13 +30,10 @@ DATASETS = sorted(config["datasets"])
 DATASETS_IN_USE = sorted(
     {experiment["dataset"] for experiment in config["experiments"].values()} or DATASETS
 )
-SPLITS = ["train", "test"]
+SPLITS = list(layout.SPLITS)
 EXPERIMENTS = config["experiments"]
 # each experiment's training runs (one per seed of `seeds`): run name -> its config
-RUNS_OF = {
-    name: layout.experiment_runs(name, experiment)
-    for name, experiment in EXPERIMENTS.items()
-}
+RUNS_OF = runs_by_experiment(EXPERIMENTS)
 RUNS = {run: spec for runs in RUNS_OF.values() for run, spec in runs.items()}
 PRETRAINED = config["pretrained_models"]
 FIGURES = config["figures"]
@@ -44,101 +47,18 @@ def choice_of(names):
 wildcard_constraints:
     dataset=choice_of(DATASETS),
     split=choice_of(SPLITS),
-    experiment=choice_of(RUNS),
+    run=choice_of(RUNS),
     model=choice_of(PRETRAINED),
     figure=choice_of(FIGURES),
 
 
-def check_references():
-    """What the schema cannot say: names that must refer to other config entries, and values that
-    must agree with each other."""
-    for name, experiment in EXPERIMENTS.items():
-        schedule = experiment["lr_schedule"]
-        if (
-            schedule["type"] == "one_cycle"
-            and schedule["warmup_epochs"] >= experiment["num_epochs"]
-        ):
-            raise ValueError(
-                f"experiments.{name}.lr_schedule.warmup_epochs: {schedule['warmup_epochs']} leaves none "
-                f"of the {experiment['num_epochs']} epochs to bring the learning rate back down"
-            )
-        init = experiment["init"]
-        if init["type"] == "pretrained" and init["model"] not in PRETRAINED:
-            raise ValueError(
-                f"experiments.{name}.init.model: {init['model']!r} is not in pretrained_models "
-                f"({', '.join(PRETRAINED) or 'none'})"
-            )
-        if init["type"] == "experiment":
-            source = EXPERIMENTS.get(init["experiment"])
-            if source is None or init["experiment"] == name:
-                raise ValueError(
-                    f"experiments.{name}.init.experiment: {init['experiment']!r} is not another experiment"
-                )
-            if source["dataset"] != experiment["dataset"]:
-                raise ValueError(
-                    f"experiments.{name}.init.experiment: {init['experiment']!r} trains on "
-                    f"{source['dataset']}, not {experiment['dataset']}"
-                )
-            unmatched = [
-                run["seed"]
-                for run in RUNS_OF[name].values()
-                if "seeds" in source and run["seed"] not in source["seeds"]
-            ]
-            if unmatched:
-                raise ValueError(
-                    f"experiments.{name}: seed(s) {unmatched} start from the run of the same seed of "
-                    f"{init['experiment']!r}, whose seeds are {source['seeds']}"
-                )
-    for model, spec in PRETRAINED.items():
-        if "experiment" in spec and spec["experiment"] not in EXPERIMENTS:
-            raise ValueError(
-                f"pretrained_models.{model}.experiment: {spec['experiment']!r} is not an experiment"
-            )
-        if "seeds" in EXPERIMENTS.get(spec.get("experiment"), {}):
-            raise ValueError(
-                f"pretrained_models.{model}.experiment: {spec['experiment']!r} trains several seeds; "
-                "a pretrained model is one run: name an experiment without `seeds`"
-            )
-    for figure, spec in FIGURES.items():
-        unknown = [name for name in spec["experiments"] if name not in EXPERIMENTS]
-        if unknown:
-            raise ValueError(
-                f"figures.{figure}.experiments: not experiments: {unknown}"
-            )
-    unknown = [name for name in config["published_accuracy"] if name not in EXPERIMENTS]
-    if unknown:
-        raise ValueError(f"published_accuracy: not experiments: {unknown}")
-    for name, experiment in EXPERIMENTS.items():
-        hosts = experiment.get("distributed", {}).get("hosts")
-        if hosts is not None and not Path(hosts).is_file():
-            raise ValueError(
-                f"experiments.{name}.distributed.hosts: {hosts!r} is not a file "
-                "(the ssh and mpi launchers read one host per line from it)"
-            )
-
-
-def warn_about_capped_gpus():
-    """Snakemake silently lowers a job's resources to the run's --resources limit."""
-    limit = workflow.global_resources.get("gpu")
-    limit = getattr(limit, "value", limit)
-    if limit is None:
-        return
-    for name, experiment in EXPERIMENTS.items():
-        if job_gpus(experiment) > limit:
-            logger.warning(
-                f"!!! WARNING: experiment {name} asks for {job_gpus(experiment)} GPUs but this run "
-                f"allows --resources gpu={limit}: Snakemake caps it, so it will train on {limit} "
-                f"devices. Raise --resources gpu or lower experiments.{name}.gpus."
-            )
-
-
-def job_gpus(experiment):
-    """GPUs of an experiment's training job: `gpus` for each of its workers."""
-    return experiment["gpus"] * experiment.get("distributed", {}).get("workers", 1)
-
-
-check_references()
-warn_about_capped_gpus()
+check_config(config)
+# Snakemake silently lowers a job's resources to the run's --resources limit: say so
+_gpu_limit = workflow.global_resources.get("gpu")
+for warning in capped_gpu_warnings(
+    EXPERIMENTS, getattr(_gpu_limit, "value", _gpu_limit)
+):
+    logger.warning(warning)
 
 
 onstart:
@@ -169,7 +89,7 @@ def dataset_config(wildcards):
 
 def archive_path(wildcards):
     url = dataset_config(wildcards)["url"]
-    return f"{OUT}/{wildcards.dataset}/download/{archive_name(url)}"
+    return layout.downloaded_archive(OUT, wildcards.dataset, archive_name(url))
 
 
 def local_archive_source(wildcards):
@@ -191,14 +111,15 @@ def data_targets():
     """Every artefact of the data chain, for every dataset in use."""
     targets = []
     for dataset in DATASETS_IN_USE:
-        root = f"{OUT}/{dataset}"
-        targets += expand(f"{root}/arrays/{{split}}.npz", split=SPLITS)
-        targets += expand(f"{root}/images/{{split}}.lst", split=SPLITS)
-        targets += expand(
-            f"{root}/rec/{{split}}.{{ext}}", split=SPLITS, ext=["rec", "idx"]
-        )
+        for split in SPLITS:
+            targets += [
+                layout.split_arrays(OUT, dataset, split),
+                layout.image_list(OUT, dataset, split),
+                layout.record_file(OUT, dataset, split, "rec"),
+                layout.record_file(OUT, dataset, split, "idx"),
+            ]
         targets += [
-            f"{root}/mean_{height}x{width}.bin"
+            layout.mean_image(OUT, dataset, height, width)
             for height, width in config["mean_image_sizes"]
         ]
     return targets
@@ -207,19 +128,19 @@ def data_targets():
 # ---------------------------------------------------------------- training
 
 
-def experiment_config(wildcards):
+def run_config(wildcards):
     """The config of a training run (an experiment, or one seed of it)."""
-    return RUNS[wildcards.experiment]
+    return RUNS[wildcards.run]
 
 
-def experiment_outputs(name):
-    """The declared outputs of an experiment's training job, by name (see cifar_repro/layout.py)."""
-    return asdict(layout.experiment_files(OUT, name))
+def run_outputs(run):
+    """The declared outputs of a run's training job (see cifar_repro/layout.py)."""
+    return asdict(layout.run_files(OUT, run))
 
 
-def final_model_files(name):
-    """An experiment's final model, as the init inputs of a job that starts from it."""
-    files = layout.experiment_files(OUT, name)
+def final_model_files(run):
+    """A run's final model, as the init inputs of a job that starts from it."""
+    files = layout.run_files(OUT, run)
     return {"init_symbol": files.symbol, "init_params": files.params}
 
 
@@ -229,7 +150,9 @@ def pretrained_files(model):
     if "experiment" in spec:
         return final_model_files(spec["experiment"])
     return {
-        f"init_{part}": f"{OUT}/pretrained/{model}/{archive_name(spec[part]['url'])}"
+        f"init_{part}": layout.pretrained_file(
+            OUT, model, archive_name(spec[part]["url"])
+        )
         for part in ("symbol", "params")
     }
 
@@ -246,17 +169,10 @@ def pretrained_source(wildcards):
 
 
 def training_inputs(wildcards):
-    experiment = experiment_config(wildcards)
-    root = f"{OUT}/{experiment['dataset']}"
-    inputs = {
-        "train_rec": f"{root}/rec/train.rec",
-        "train_idx": f"{root}/rec/train.idx",
-        "val_rec": f"{root}/rec/test.rec",
-        "val_idx": f"{root}/rec/test.idx",
-    }
-    if experiment["mean_image"]:
-        _, height, width = experiment["data_shape"]
-        inputs["mean"] = f"{root}/mean_{height}x{width}.bin"
+    experiment = run_config(wildcards)
+    mean_shape = experiment["data_shape"][1:] if experiment["mean_image"] else None
+    data = layout.packed_dataset(OUT, experiment["dataset"], mean_shape)
+    inputs = {name: path for name, path in asdict(data).items() if path is not None}
     init = experiment["init"]
     if init["type"] == "pretrained":
         inputs |= pretrained_files(init["model"])
@@ -276,15 +192,13 @@ HOURS_PER_EPOCH = 2 * 12 / 300
 
 def training_minutes(wildcards):
     """Wall-time limit of a training job (the Slurm executor's `runtime`), from its epoch count."""
-    return max(
-        60, round(experiment_config(wildcards)["num_epochs"] * HOURS_PER_EPOCH * 60)
-    )
+    return max(60, round(run_config(wildcards)["num_epochs"] * HOURS_PER_EPOCH * 60))
 
 
 def training_nodes(wildcards):
     """Nodes of a training job: more than one only for the slurm launcher (one per worker unless
     `distributed.nodes` says otherwise)."""
-    distributed = experiment_config(wildcards).get("distributed", {})
+    distributed = run_config(wildcards).get("distributed", {})
     if distributed.get("launcher") != "slurm":
         return 1
     return distributed.get("nodes", distributed["workers"])
@@ -296,7 +210,7 @@ def srun_steps(wildcards):
     that the job starts its own steps (no `srun -n1` around it), `tasks` makes room for them, and
     `tasks_per_gpu: 0` keeps the plugin from reading `tasks` as tasks per GPU on a GPU job.
     """
-    distributed = experiment_config(wildcards).get("distributed", {})
+    distributed = run_config(wildcards).get("distributed", {})
     if distributed.get("launcher") != "slurm":
         return {}
     return {
@@ -309,19 +223,17 @@ def srun_steps(wildcards):
 def training_env(wildcards):
     """GPU experiments get MXNet for CUDA 11.2 under --sdm conda, unless the run allows CPU stand-ins
     (a machine without GPUs, where mxnet-cu112 cannot even load)."""
-    on_gpus = (
-        experiment_config(wildcards)["gpus"] > 0 and not config["allow_cpu_fallback"]
-    )
+    on_gpus = run_config(wildcards)["gpus"] > 0 and not config["allow_cpu_fallback"]
     return "../../envs/train-cu112.yaml" if on_gpus else "../../envs/train.yaml"
 
 
-def experiment_targets():
+def run_targets():
     """Every run's outputs, and its final parameters under MXNet's checkpoint name."""
     return [
         path
         for run, spec in RUNS.items()
         for path in [
-            *experiment_outputs(run).values(),
+            *run_outputs(run).values(),
             layout.numbered_params(OUT, run, spec["num_epochs"]),
         ]
     ]
@@ -331,16 +243,16 @@ def experiment_targets():
 
 
 def figure_targets():
-    return expand(
-        f"{OUT}/figures/{{dataset}}_samples.png", dataset=DATASETS_IN_USE
-    ) + expand(f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["png", "svg"])
+    return [layout.samples_figure(OUT, dataset) for dataset in DATASETS_IN_USE] + [
+        layout.figure(OUT, figure, ext) for figure in FIGURES for ext in ("png", "svg")
+    ]
 
 
 def table_targets():
     if not EXPERIMENTS:
         return []
     tables = ["summary", "params_diff"] + (["claims"] if config["claims"] else [])
-    return expand(f"{OUT}/tables/{{table}}.{{ext}}", table=tables, ext=["csv", "md"])
+    return [layout.table(OUT, table, ext) for table in tables for ext in ("csv", "md")]
 
 
 def claims_experiment_seeds():
@@ -358,7 +270,7 @@ def claims_experiment_seeds():
 def runs_metrics(experiments):
     """metrics.csv of each run of these experiments, in their order, each one's seeds in theirs."""
     return [
-        layout.experiment_files(OUT, run).metrics
+        layout.run_files(OUT, run).metrics
         for name in experiments
         for run in RUNS_OF[name]
     ]

@@ -7,7 +7,7 @@ localrules:
 
 rule synthesize_archive:
     output:
-        f"{OUT}/synthetic/{{dataset}}.tar.gz",
+        layout.synthetic_archive(OUT, "{dataset}"),
     log:
         f"{OUT}/logs/synthesize_archive/{{dataset}}.log",
     conda:
@@ -26,7 +26,7 @@ rule download_archive:
     input:
         source=local_archive_source,
     output:
-        f"{OUT}/{{dataset}}/download/{{archive}}",
+        layout.downloaded_archive(OUT, "{dataset}", "{archive}"),
     log:
         f"{OUT}/logs/download_archive/{{dataset}}/{{archive}}.log",
     conda:
@@ -46,8 +46,8 @@ rule unpack_arrays:
     input:
         archive=archive_path,
     output:
-        train=f"{OUT}/{{dataset}}/arrays/train.npz",
-        test=f"{OUT}/{{dataset}}/arrays/test.npz",
+        train=layout.split_arrays(OUT, "{dataset}", "train"),
+        test=layout.split_arrays(OUT, "{dataset}", "test"),
     log:
         f"{OUT}/logs/unpack_arrays/{{dataset}}.log",
     benchmark:
@@ -66,10 +66,10 @@ rule unpack_arrays:
 
 rule export_images:
     input:
-        arrays=f"{OUT}/{{dataset}}/arrays/{{split}}.npz",
+        arrays=layout.split_arrays(OUT, "{dataset}", "{split}"),
     output:
-        images=directory(f"{OUT}/{{dataset}}/images/{{split}}"),
-        lst=f"{OUT}/{{dataset}}/images/{{split}}.lst",
+        images=directory(layout.image_folder(OUT, "{dataset}", "{split}")),
+        lst=layout.image_list(OUT, "{dataset}", "{split}"),
     log:
         f"{OUT}/logs/export_images/{{dataset}}/{{split}}.log",
     benchmark:
@@ -92,11 +92,11 @@ rule export_images:
 
 rule pack_records:
     input:
-        images=f"{OUT}/{{dataset}}/images/{{split}}",
-        lst=f"{OUT}/{{dataset}}/images/{{split}}.lst",
+        images=layout.image_folder(OUT, "{dataset}", "{split}"),
+        lst=layout.image_list(OUT, "{dataset}", "{split}"),
     output:
-        rec=f"{OUT}/{{dataset}}/rec/{{split}}.rec",
-        idx=f"{OUT}/{{dataset}}/rec/{{split}}.idx",
+        rec=layout.record_file(OUT, "{dataset}", "{split}", "rec"),
+        idx=layout.record_file(OUT, "{dataset}", "{split}", "idx"),
     log:
         f"{OUT}/logs/pack_records/{{dataset}}/{{split}}.log",
     benchmark:
@@ -116,9 +116,9 @@ rule pack_records:
 
 rule mean_image:
     input:
-        arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
+        arrays=layout.split_arrays(OUT, "{dataset}", "train"),
     output:
-        f"{OUT}/{{dataset}}/mean_{{height}}x{{width}}.bin",
+        layout.mean_image(OUT, "{dataset}", "{height}", "{width}"),
     log:
         f"{OUT}/logs/mean_image/{{dataset}}/{{height}}x{{width}}.log",
     benchmark:

@@ -8,10 +8,10 @@ localrules:
 
 rule plot_samples:
     input:
-        arrays=f"{OUT}/{{dataset}}/arrays/train.npz",
+        arrays=layout.split_arrays(OUT, "{dataset}", "train"),
     output:
         report(
-            f"{OUT}/figures/{{dataset}}_samples.png",
+            layout.samples_figure(OUT, "{dataset}"),
             caption="../report/samples.rst",
             category="Data",
             labels={"dataset": "{dataset}", "figure": "first training images"},
@@ -36,12 +36,12 @@ rule plot_figure:
         published_curve=figure_published_curve,
     output:
         png=report(
-            f"{OUT}/figures/{{figure}}.png",
+            layout.figure(OUT, "{figure}", "png"),
             caption="../report/figure.rst",
             category=figure_category,
             labels={"figure": "{figure}"},
         ),
-        svg=f"{OUT}/figures/{{figure}}.svg",
+        svg=layout.figure(OUT, "{figure}", "svg"),
     log:
         f"{OUT}/logs/plot_figure/{{figure}}.log",
     conda:
@@ -59,23 +59,23 @@ rule plot_figure:
 
 rule summary_tables:
     input:
-        runs=[experiment_outputs(run)["run"] for run in RUNS],
+        runs=[layout.run_files(OUT, run).run for run in RUNS],
         metrics=runs_metrics(EXPERIMENTS),
     output:
         summary_csv=report(
-            f"{OUT}/tables/summary.csv",
+            layout.table(OUT, "summary", "csv"),
             caption="../report/summary.rst",
             category="Summary",
             labels={"table": "results vs published"},
         ),
-        summary_md=f"{OUT}/tables/summary.md",
+        summary_md=layout.table(OUT, "summary", "md"),
         params_csv=report(
-            f"{OUT}/tables/params_diff.csv",
+            layout.table(OUT, "params_diff", "csv"),
             caption="../report/params_diff.rst",
             category="Summary",
             labels={"table": "hyperparameters that differ"},
         ),
-        params_md=f"{OUT}/tables/params_diff.md",
+        params_md=layout.table(OUT, "params_diff", "md"),
     log:
         f"{OUT}/logs/summary_tables.log",
     conda:
@@ -98,12 +98,12 @@ rule claims_table:
         curves=claims_curves(),
     output:
         csv=report(
-            f"{OUT}/tables/claims.csv",
+            layout.table(OUT, "claims", "csv"),
             caption="../report/claims.rst",
             category="Claims",
             labels={"table": "the seeds' claims, with verdicts"},
         ),
-        md=f"{OUT}/tables/claims.md",
+        md=layout.table(OUT, "claims", "md"),
     log:
         f"{OUT}/logs/claims_table.log",
     conda:

@@ -5,7 +5,7 @@ localrules:
 
 rule download_pretrained:
     output:
-        f"{OUT}/pretrained/{{model}}/{{file}}",
+        layout.pretrained_file(OUT, "{model}", "{file}"),
     log:
         f"{OUT}/logs/download_pretrained/{{model}}/{{file}}.log",
     conda:
@@ -25,17 +25,17 @@ rule train:
     input:
         unpack(training_inputs),
     output:
-        **experiment_outputs("{experiment}"),
+        **run_outputs("{run}"),
     log:
-        layout.training_log(OUT, "{experiment}"),
+        layout.training_log(OUT, "{run}"),
     benchmark:
-        f"{OUT}/benchmarks/train/{{experiment}}.tsv"
+        f"{OUT}/benchmarks/train/{{run}}.tsv"
     conda:
         training_env
     # a GPU job needs a few cores to decode and augment images (profiles raise it: set-threads)
     threads: 2
     resources:
-        gpu=lambda wildcards: job_gpus(experiment_config(wildcards)),
+        gpu=lambda wildcards: job_gpus(run_config(wildcards)),
         nodes=training_nodes,
         mpi=lambda wildcards: srun_steps(wildcards).get("mpi"),
         tasks=lambda wildcards: srun_steps(wildcards).get("tasks"),
@@ -43,10 +43,8 @@ rule train:
         mem_mb=16000,
         runtime=training_minutes,
     params:
-        experiment=lambda wildcards: canonical(experiment_config(wildcards)),
-        checkpoint_dir=lambda wildcards: layout.checkpoint_dir(
-            OUT, wildcards.experiment
-        ),
+        experiment=lambda wildcards: canonical(run_config(wildcards)),
+        checkpoint_dir=lambda wildcards: layout.checkpoint_dir(OUT, wildcards.run),
         gpu_ids=config["gpu_ids"],
         lock_dir=config["gpu_lock_dir"],
         allow_cpu_fallback=config["allow_cpu_fallback"],
@@ -58,11 +56,11 @@ rule train:
 # under that name too, as a hard link (no copy).
 rule link_numbered_params:
     input:
-        lambda wildcards: layout.experiment_files(OUT, wildcards.experiment).params,
+        lambda wildcards: layout.run_files(OUT, wildcards.run).params,
     output:
-        layout.numbered_params(OUT, "{experiment}", "{epoch}"),
+        layout.numbered_params(OUT, "{run}", "{epoch}"),
     log:
-        f"{OUT}/logs/link_numbered_params/{{experiment}}/{{epoch}}.log",
+        f"{OUT}/logs/link_numbered_params/{{run}}/{{epoch}}.log",
     wildcard_constraints:
         epoch=r"\d{4}",
     conda:

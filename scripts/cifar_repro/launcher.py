@@ -1,11 +1,12 @@
-"""Training in several processes that synchronise through MXNet's parameter servers (kvstore dist_*),
-started by MXNet's own tracker: the `dmlc_tracker` package of the mxnet wheel, as its
-tools/launch.py uses it. Nothing here serves parameters or schedules nodes.
+"""The launcher of a distributed job: training in several processes that synchronise through
+MXNet's parameter servers (kvstore dist_*), started by MXNet's own tracker, the `dmlc_tracker`
+package of the mxnet wheel, as its tools/launch.py uses it. Nothing here serves parameters or
+schedules nodes.
 
-The rule's process is the launcher. It writes the job (the arguments of `training.train`) to a JSON
-file and hands dmlc_tracker one command, `python -m cifar_repro.distributed JOB.json`: the tracker
-runs it here as the scheduler and through the chosen launcher (local, ssh, mpi, slurm) as every
-server and worker. In a server or the scheduler, `import mxnet` serves and exits; a worker trains.
+The rule's process is the launcher. It writes the training job to a JSON file and hands
+dmlc_tracker one command, `python -m cifar_repro.worker JOB.json` (worker.py): the tracker runs it
+here as the scheduler and through the chosen launcher (local, ssh, mpi, slurm) as every server and
+worker.
 
 ps-lite waits forever when a peer dies, and the tracker's launchers only raise in one of their
 threads. So the launcher watches: when any process it started exits non-zero or is killed, it stops
@@ -19,32 +20,30 @@ The wheel's slurm launcher no longer runs on current Slurm (srun dropped its `--
 
 import ast
 import contextlib
-import ctypes
 import fcntl
-import json
 import logging
 import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
 from .atomic import atomic_path
 from .errors import InputError, TrainingError
+from .job import TrainingJob
+from .ranks import rank_file, recorded_rank
 
-log = logging.getLogger("cifar-repro")
+log = logging.getLogger(__name__)
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
+WORKER_MODULE = f"{__package__}.worker"  # started by name: the launcher never imports the training loop
 GONE = (psutil.NoSuchProcess, psutil.AccessDenied)  # a process that ended while we looked
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_GRACE_SECONDS = 10  # SIGTERM, then SIGKILL: every process is gone well within 30 s
 SCHEDULER_START_SECONDS = 60
 # the tracker's threads raise these when a process they started fails
@@ -69,26 +68,12 @@ def patch_tracker_for_python_3_9() -> None:
         threading.Thread.isAlive = threading.Thread.is_alive
 
 
-@dataclass(frozen=True)
-class Worker:
-    """Where a worker of the job logs and says who it is."""
-
-    log_path: str  # the rule's log: rank 0 appends its progress there, as a single process would
-    run_dir: str  # each worker's rank file (task-<launcher task>) and, beyond rank 0, its log
-
-
-@dataclass(frozen=True)
-class Job:
-    train_arguments: dict  # of training.train, as JSON
-    worker: Worker
-
-
 def worker_command(job_path: Path) -> str:
     """The one command the tracker runs for the scheduler, every server and every worker. The
     package is put on PYTHONPATH in the command itself, as ssh and srun pass on few variables."""
     return " ".join(
         shlex.quote(word)
-        for word in ["env", f"PYTHONPATH={SCRIPTS_DIR}", sys.executable, "-m", __name__, str(job_path)]
+        for word in ["env", f"PYTHONPATH={SCRIPTS_DIR}", sys.executable, "-m", WORKER_MODULE, str(job_path)]
     )
 
 
@@ -127,12 +112,7 @@ def exit_status(code: int) -> str:
     return f"exited with status {code}"
 
 
-def recorded_rank(run_dir: Path, task: str) -> str | None:
-    path = run_dir / f"task-{task}"
-    return path.read_text().strip() if path.exists() else None
-
-
-def describe_failure(error: BaseException, run_dir: Path) -> str:
+def describe_failure(error: BaseException, distributed_dir: Path) -> str:
     """One line on which process of the job failed and how, from what a tracker thread raised."""
     text = str(error)
     local = LOCAL_FAILURE.search(text)
@@ -140,7 +120,7 @@ def describe_failure(error: BaseException, run_dir: Path) -> str:
         environment = ast.literal_eval(local.group(2))
         role, task = environment.get("DMLC_ROLE", "process"), environment.get("DMLC_TASK_ID", "?")
         status = exit_status(int(local.group(1)))
-        rank = recorded_rank(run_dir, task) if role == "worker" else None
+        rank = recorded_rank(distributed_dir, task) if role == "worker" else None
         named = f"{role} rank {rank} (launcher task {task})" if rank else f"{role} (launcher task {task})"
         return f"{named} {status}"
     if isinstance(error, StepFailed):
@@ -148,7 +128,7 @@ def describe_failure(error: BaseException, run_dir: Path) -> str:
             task_failure = SRUN_TASK_FAILURE.search(line)
             if task_failure:
                 task, status = task_failure.groups()
-                rank = recorded_rank(run_dir, task) if error.role == "worker" else None
+                rank = recorded_rank(distributed_dir, task) if error.role == "worker" else None
                 named = f"{error.role} rank {rank}" if rank else error.role
                 return f"{named} (srun task {task}): {status.strip()}"
         return f"the {error.role}s' srun step {exit_status(error.returncode)}"
@@ -170,15 +150,15 @@ def describe_failure(error: BaseException, run_dir: Path) -> str:
 class Watch:
     """Collects the failures the tracker's threads raise, and stops every process this one started."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
+    def __init__(self, distributed_dir: Path):
+        self.distributed_dir = distributed_dir
         self.failures: list[str] = []
         self.failed = threading.Event()
 
     def excepthook(self, args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
-        self.failures.append(describe_failure(args.exc_value, self.run_dir))
+        self.failures.append(describe_failure(args.exc_value, self.distributed_dir))
         self.failed.set()
 
     @staticmethod
@@ -240,22 +220,25 @@ def srun_submit(arguments) -> None:
                    hostIP=arguments.host_ip, pscmd=" ".join(arguments.command))  # fmt: skip
 
 
-def launch(job: Job, distributed: dict, job_path: Path, launch_lock: Path, threads: int) -> None:
+def launch(job: TrainingJob, threads: int) -> None:
     """Run the job through dmlc_tracker; return when every process has finished, or raise
     TrainingError naming the first one that failed (after stopping the rest). `threads`: the job's
     cores, which a local launch shares out between its workers."""
+    distributed = job.distributed
     check_launcher(distributed)
     patch_tracker_for_python_3_9()
     from dmlc_tracker import local, mpi, opts, ssh  # the wheel's tracker, after the patch
 
     launchers = {"local": local.submit, "ssh": ssh.submit, "mpi": mpi.submit, "slurm": srun_submit}
+    distributed_dir = Path(job.distributed_dir)
+    job_path = distributed_dir / "job.json"
     with atomic_path(job_path) as partial:
-        partial.write_text(json.dumps(asdict(job), indent=2))
-    Path(job.worker.run_dir).mkdir(parents=True, exist_ok=True)
-    for stale in Path(job.worker.run_dir).glob("task-*"):
+        partial.write_text(job.to_json())
+    for stale in distributed_dir.glob(rank_file(distributed_dir, "*").name):
         stale.unlink()
     arguments = opts.get_opts(tracker_options(distributed, worker_command(job_path)))
-    watch = Watch(Path(job.worker.run_dir))
+    watch = Watch(distributed_dir)
+    launch_lock = Path(job.granted.lock_dir) / "launch.lock"
     launch_lock.parent.mkdir(parents=True, exist_ok=True)
     with process_environment(distributed, threads), open(launch_lock, "w") as lock:
         threading.excepthook = watch.excepthook
@@ -300,84 +283,3 @@ def process_environment(distributed: dict, threads: int):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def train_distributed(arguments: dict, log_path: str, lock_dir: str, threads: int) -> None:
-    """training.train's `arguments`, run by the job's workers; `threads`: the job's cores."""
-    from .training import as_json
-
-    run_dir = Path(arguments["checkpoint_dir"]) / "distributed"
-    job = Job(as_json(arguments), Worker(log_path, str(run_dir)))
-    distributed = arguments["experiment"]["distributed"]
-    launch(job, distributed, run_dir / "job.json", Path(lock_dir) / "launch.lock", threads)
-
-
-# A process's index among those its launcher started: local (workers first), srun, mpirun (Open MPI,
-# MPICH). The ssh launcher numbers nothing.
-TASK_VARIABLES = ("DMLC_TASK_ID", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
-
-
-def launcher_task(environ=os.environ) -> str | None:
-    return next((environ[name] for name in TASK_VARIABLES if name in environ), None)
-
-
-def join_kvstore(kind: str, worker: Worker):
-    """Join the job's kvstore (blocks until every process has registered) and log as its rank.
-
-    Except with dist_async, the workers apply the updates themselves (MXNET_UPDATE_ON_KVSTORE=0):
-    the servers only sum the gradients, and the optimizer's state stays in each worker, identical
-    in all of them, so a checkpoint holds it and a resumed run restores it."""
-    import mxnet as mx
-
-    if kind != "dist_async":
-        os.environ["MXNET_UPDATE_ON_KVSTORE"] = "0"
-    kvstore = mx.kv.create(kind)
-    run_dir = Path(worker.run_dir)
-    task = launcher_task()
-    if task is not None:  # for the failure line, which knows the launcher's task
-        (run_dir / f"task-{task}").write_text(f"{kvstore.rank}\n")
-    own_log = worker.log_path if kvstore.rank == 0 else run_dir / f"worker-{kvstore.rank}.log"
-    handler = logging.FileHandler(own_log, mode="a")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    step = (
-        f", Slurm step {os.environ['SLURM_JOB_ID']}.{os.environ['SLURM_STEP_ID']}"
-        if "SLURM_STEP_ID" in os.environ
-        else ""
-    )
-    where = f" (launcher task {task})" if task is not None else ""
-    log.info("worker rank %d of %d%s on %s%s, kvstore %s", kvstore.rank, kvstore.num_workers, where,
-             socket.gethostname(), step, kind)  # fmt: skip
-    return kvstore
-
-
-def end_with_parent() -> None:
-    """Have Linux SIGKILL this process when the one that started it ends: a launcher stopped by the
-    watch, or an ssh session whose client it killed. ps-lite would wait for its peers forever."""
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
-    if os.getppid() != parent:  # it ended before the request
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def run_worker(job_path: str) -> None:
-    """A process of the job: the scheduler and the servers serve inside `import mxnet`."""
-    end_with_parent()
-    import mxnet  # noqa: F401 -- for DMLC_ROLE scheduler/server this serves, then exits
-
-    from .rule import setup_logging
-    from .training import train_from_json
-
-    setup_logging(None)
-    job = json.loads(Path(job_path).read_text())
-    try:
-        train_from_json(job["train_arguments"], Worker(**job["worker"]))
-    except Exception:
-        log.exception("%s on %s failed", os.environ.get("DMLC_ROLE", "worker"), socket.gethostname())
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    run_worker(sys.argv[1])

@@ -1,0 +1,102 @@
+"""What the config schema cannot say: names that must refer to other config entries, values that
+must agree with each other, and the GPUs each training job asks for. The workflow runs these checks
+on every config after validating it against the schema (common.smk); so does schema.with_defaults,
+for the experiments the benchmarks and tests build by hand."""
+
+from pathlib import Path
+
+from .errors import InputError
+from .layout import experiment_runs
+
+
+def runs_by_experiment(experiments: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Experiment -> its training runs (one per seed of `seeds`): run name -> the run's config."""
+    return {name: experiment_runs(name, experiment) for name, experiment in experiments.items()}
+
+
+def job_gpus(experiment: dict) -> int:
+    """GPUs of an experiment's training job: `gpus` for each of its workers."""
+    return experiment["gpus"] * experiment.get("distributed", {}).get("workers", 1)
+
+
+def check_config(config: dict) -> None:
+    """Raise InputError, naming the key, for the first cross-reference or combination that is wrong
+    in `config` (validated against the schema, defaults filled in)."""
+    experiments = config["experiments"]
+    for name, experiment in experiments.items():
+        check_experiment(name, experiment, config)
+    pretrained = config["pretrained_models"]
+    for model, spec in pretrained.items():
+        if "experiment" in spec and spec["experiment"] not in experiments:
+            raise InputError(
+                f"pretrained_models.{model}.experiment: {spec['experiment']!r} is not an experiment"
+            )
+        if "seeds" in experiments.get(spec.get("experiment"), {}):
+            raise InputError(
+                f"pretrained_models.{model}.experiment: {spec['experiment']!r} trains several seeds; "
+                "a pretrained model is one run: name an experiment without `seeds`"
+            )
+    for figure, spec in config["figures"].items():
+        unknown = [name for name in spec["experiments"] if name not in experiments]
+        if unknown:
+            raise InputError(f"figures.{figure}.experiments: not experiments: {unknown}")
+    unknown = [name for name in config["published_accuracy"] if name not in experiments]
+    if unknown:
+        raise InputError(f"published_accuracy: not experiments: {unknown}")
+
+
+def check_experiment(name: str, experiment: dict, config: dict) -> None:
+    """One experiment's checks: its schedule, what it starts from, its distributed hosts file."""
+    schedule = experiment["lr_schedule"]
+    if schedule["type"] == "one_cycle" and schedule["warmup_epochs"] >= experiment["num_epochs"]:
+        raise InputError(
+            f"experiments.{name}.lr_schedule.warmup_epochs: {schedule['warmup_epochs']} leaves none "
+            f"of the {experiment['num_epochs']} epochs to bring the learning rate back down"
+        )
+    init = experiment["init"]
+    if init["type"] == "pretrained" and init["model"] not in config["pretrained_models"]:
+        raise InputError(
+            f"experiments.{name}.init.model: {init['model']!r} is not in pretrained_models "
+            f"({', '.join(config['pretrained_models']) or 'none'})"
+        )
+    if init["type"] == "experiment":
+        source = config["experiments"].get(init["experiment"])
+        if source is None or init["experiment"] == name:
+            raise InputError(
+                f"experiments.{name}.init.experiment: {init['experiment']!r} is not another experiment"
+            )
+        if source["dataset"] != experiment["dataset"]:
+            raise InputError(
+                f"experiments.{name}.init.experiment: {init['experiment']!r} trains on "
+                f"{source['dataset']}, not {experiment['dataset']}"
+            )
+        unmatched = [
+            run["seed"]
+            for run in experiment_runs(name, experiment).values()
+            if "seeds" in source and run["seed"] not in source["seeds"]
+        ]
+        if unmatched:
+            raise InputError(
+                f"experiments.{name}: seed(s) {unmatched} start from the run of the same seed of "
+                f"{init['experiment']!r}, whose seeds are {source['seeds']}"
+            )
+    hosts = experiment.get("distributed", {}).get("hosts")
+    if hosts is not None and not Path(hosts).is_file():
+        raise InputError(
+            f"experiments.{name}.distributed.hosts: {hosts!r} is not a file "
+            "(the ssh and mpi launchers read one host per line from it)"
+        )
+
+
+def capped_gpu_warnings(experiments: dict[str, dict], gpu_limit: int | None) -> list[str]:
+    """Snakemake silently lowers a job's resources to the run's --resources limit: one warning per
+    experiment whose job asks for more GPUs than `gpu_limit` (None: no limit)."""
+    if gpu_limit is None:
+        return []
+    return [
+        f"!!! WARNING: experiment {name} asks for {job_gpus(experiment)} GPUs but this run "
+        f"allows --resources gpu={gpu_limit}: Snakemake caps it, so it will train on {gpu_limit} "
+        f"devices. Raise --resources gpu or lower experiments.{name}.gpus."
+        for name, experiment in experiments.items()
+        if job_gpus(experiment) > gpu_limit
+    ]
