@@ -135,16 +135,16 @@ def test_a_partition_that_does_not_exist_fails_at_once_naming_it(cluster_run):
     result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, *wrong, timeout=300)
     assert result.returncode != 0
     assert "invalid partition specified: nonexistent" in result.stderr, result.stderr[-3000:]
-    assert "rule train" in result.stderr and "experiment=elsewhere" in result.stderr
+    assert "rule train" in result.stderr and "run=elsewhere" in result.stderr
 
 
-def test_more_gpus_than_any_node_has_is_refused_naming_the_rule_and_experiment(cluster_run):
+def test_more_gpus_than_any_node_has_is_refused_naming_the_rule_and_run(cluster_run):
     workdir, _ = cluster_run
     target = with_experiment(workdir, "eight_gpus", gpus=8)
     result = snakemake(workdir, target, *DEMO_RUN, *CLUSTER_OPTIONS, timeout=300)
     assert result.returncode != 0
     assert "Requested node configuration is not available" in result.stderr, result.stderr[-3000:]
-    assert "rule train" in result.stderr and "experiment=eight_gpus" in result.stderr
+    assert "rule train" in result.stderr and "run=eight_gpus" in result.stderr
 
 
 def test_a_distributed_experiment_runs_its_workers_and_server_as_srun_steps_of_one_job(cluster_run):

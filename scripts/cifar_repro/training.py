@@ -1,4 +1,4 @@
-"""Train one experiment with MXNet's Module API, in the manner of MXNet's
+"""Train one run with MXNet's Module API, in the manner of MXNet's
 example/image-classification/common/fit.py: ImageRecordIter on the packed .rec/.idx (random crop and
 mirror for training, centre crop for validation, mean image subtracted), data-parallel over N
 devices, Xavier initialisation, one epoch loop. Progress is logged in fit.py's formats
