@@ -11,7 +11,7 @@
 #   make config-docs      regenerate config/README.md's key tables from the config schema
 #   make cpu-real         real CIFAR-10 on the CPU: cifar10_quick, then the twins, 3 seeds (2 cores: ~2 h)
 #   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
-#                         demo data; the data chain vs the naive route, and cifar10_quick's time to 85 %
+#                         demo data; fp32 vs bf16 per network; the data chain vs the naive route, and cifar10_quick's time to 85 %
 #                         and 90 % (trained first if it has not been: ~25 min), on the real CIFAR-10
 #                         (needs ../shared/tools/cifar10_from_jpg.py)
 #   make benchmark-cluster  the demo through a throwaway local Slurm vs the local profile (root)
@@ -125,6 +125,7 @@ benchmark: $(READY) $(REAL_ARCHIVE) $(CPU_REAL_ARCHIVE)
 	$(RUN) PYTHONPATH=scripts OMP_NUM_THREADS=$(CORES) python scripts/benchmarks/training_loop.py --output-dir results/demo
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/distributed_overhead.py --output-dir results/demo \
 	  --tsv results/benchmark/distributed.tsv
+	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/precision.py --threads $(CORES)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
 	$(CPU_REAL) $(QUICK_METRICS)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/time_to_accuracy.py --output-dir results/cpu-real \

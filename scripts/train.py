@@ -6,7 +6,7 @@ import os
 from cifar_repro.rule import rule_log
 
 with rule_log(snakemake):
-    if "distributed" not in snakemake.params.experiment:
+    if "distributed" not in snakemake.params.settings:
         # MXNet sizes its CPU thread pool when it loads: to the cores Snakemake gave this job, not
         # every core of the machine, so that jobs running side by side do not oversubscribe them
         # (a distributed launch shares them out between its workers itself)
@@ -15,12 +15,14 @@ with rule_log(snakemake):
     from cifar_repro.job import TrainingJob
     from cifar_repro.layout import PackedDataset, RunFiles
     from cifar_repro.run import run_training
+    from cifar_repro.schema import experiment_defaults
 
     inputs, params = snakemake.input, snakemake.params
-    workers = params.experiment.get("distributed", {}).get("workers", 1)
+    experiment = experiment_defaults(params.settings)
+    workers = experiment.get("distributed", {}).get("workers", 1)
     job = TrainingJob(
         run=snakemake.wildcards.run,
-        experiment=params.experiment,
+        experiment=experiment,
         data=PackedDataset(
             inputs.train_rec, inputs.train_idx, inputs.val_rec, inputs.val_idx, inputs.get("mean")
         ),

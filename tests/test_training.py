@@ -27,6 +27,7 @@ from conftest import (
 
 from cifar_repro import checkpoints, layout, models, networks, training
 from cifar_repro.errors import InputError
+from cifar_repro.precision import AMX_ISA, EMULATION_VARIABLE, effective_isa, this_cpu
 from cifar_repro.schema import with_defaults
 
 SIZES = {"cifar10": (30, 10)}  # 300 training, 100 test images
@@ -87,6 +88,12 @@ EXPERIMENTS = {
         optimizer_params={"learning_rate": 0.05, "momentum": 0.0, "wd": 0.0},
     ),
     "diverge": experiment(optimizer_params={"learning_rate": 1e12, "momentum": 0.9}),
+    "learn_auto": experiment(precision="auto"),
+    # 8 epochs at a decaying rate, so that the validation accuracy of so small a net settles
+    "settled": experiment(num_epochs=8, lr_schedule={"type": "factor", "factor": 0.7, "step_epochs": 1}),
+    "settled_bf16": experiment(
+        num_epochs=8, lr_schedule={"type": "factor", "factor": 0.7, "step_epochs": 1}, precision="bf16"
+    ),
     # the per-batch one-cycle rate, padded crops, label smoothing and test-time flip and shift resume
     # exactly too
     "uninterrupted": experiment(
@@ -120,8 +127,14 @@ EXPERIMENTS = {
 }
 
 
-def build(workdir, *targets, extra=()):
-    result = run_snakemake(workdir, *extra, *targets)
+EXPERIMENTS["uninterrupted_bf16"] = EXPERIMENTS["uninterrupted"] | {"precision": "bf16"}
+# bf16 runs on oneDNN's emulation where this machine has no AMX (the bf16 path, not its speed)
+BF16_ANYWHERE = {EMULATION_VARIABLE: "1"}
+HAS_AMX = effective_isa(this_cpu().flags, AMX_ISA) == AMX_ISA
+
+
+def build(workdir, *targets, extra=(), environment=None):
+    result = run_snakemake(workdir, *extra, *targets, environment=environment)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -286,17 +299,20 @@ def test_a_diverging_run_stops_with_epoch_batch_and_learning_rate(workdir):
 
 
 @pytest.mark.workflow
-def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
-    build(workdir, "results/experiments/uninterrupted/metrics.csv")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path, precision):
+    reference = "uninterrupted" if precision == "fp32" else "uninterrupted_bf16"
+    environment = BF16_ANYWHERE if precision == "bf16" else {}
+    build(workdir, f"results/experiments/{reference}/metrics.csv", environment=environment)
     config = json.loads((workdir / "config" / "config.yaml").read_text())
-    config["experiments"] = {"interrupted": EXPERIMENTS["uninterrupted"]}
+    config["experiments"] = {"interrupted": EXPERIMENTS[reference]}
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(json.dumps(config))
     target = "results/experiments/interrupted/metrics.csv"
     log = outputs(tmp_path, "interrupted") / "train.log"
     running = subprocess.Popen(
         snakemake_command(tmp_path, target),
-        env=snakemake_environment(tmp_path),
+        env=snakemake_environment(tmp_path) | environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -315,20 +331,60 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path):
     assert not (outputs(tmp_path, "interrupted") / "metrics.csv").exists()
 
     assert run_snakemake(tmp_path, "--unlock").returncode == 0
-    build(tmp_path, target)
+    build(tmp_path, target, environment=environment)
     assert "resuming interrupted after epoch 1" in log.read_text()
-    resumed, reference = (
+    resumed, uninterrupted = (
         read_metrics(outputs(d, n) / "metrics.csv")
-        for d, n in ((tmp_path, "interrupted"), (workdir, "uninterrupted"))
+        for d, n in ((tmp_path, "interrupted"), (workdir, reference))
     )
     assert [r["epoch"] for r in resumed] == ["1", "2", "3", "4"]
-    assert without_timing(resumed) == without_timing(reference), (
-        f"resumed:\n{resumed}\nreference:\n{reference}"
+    assert without_timing(resumed) == without_timing(uninterrupted), (
+        f"resumed:\n{resumed}\nuninterrupted:\n{uninterrupted}"
     )
     resumed_arg, _ = checkpoints.load_params(outputs(tmp_path, "interrupted") / "model-final.params")
-    reference_arg, _ = checkpoints.load_params(outputs(workdir, "uninterrupted") / "model-final.params")
+    reference_arg, _ = checkpoints.load_params(outputs(workdir, reference) / "model-final.params")
     for name, value in reference_arg.items():
         np.testing.assert_array_equal(resumed_arg[name].asnumpy(), value.asnumpy(), err_msg=name)
+
+
+@pytest.mark.workflow
+def test_auto_precision_says_what_it_chose_and_without_amx_trains_as_fp32_does(workdir):
+    build(workdir, "results/experiments/learn/metrics.csv", "results/experiments/learn_auto/metrics.csv")
+    record = json.loads((outputs(workdir, "learn_auto") / "run.json").read_text())["precision"]
+    assert record["asked"] == "auto"
+    assert json.loads((outputs(workdir, "learn") / "run.json").read_text())["precision"]["used"] == "fp32"
+    if HAS_AMX:
+        assert (record["used"], record["isa"]) == ("bf16", AMX_ISA)
+        return
+    assert record["used"] == "fp32" and record["reason"].startswith("auto chose fp32 on ")
+    assert "auto chose fp32" in (outputs(workdir, "learn_auto") / "train.log").read_text()
+    learn, auto = (read_metrics(outputs(workdir, name) / "metrics.csv") for name in ("learn", "learn_auto"))
+    assert without_timing(learn) == without_timing(auto)
+
+
+@pytest.mark.workflow
+@pytest.mark.skipif(HAS_AMX, reason="this machine has AMX: a bf16 run trains")
+def test_bf16_without_amx_stops_before_training_naming_the_cpu_and_the_fix(workdir):
+    result = run_snakemake(workdir, "results/experiments/settled_bf16/metrics.csv")
+    assert result.returncode != 0
+    assert f"train failed: precision bf16: this CPU ({this_cpu().model}) has no AMX" in result.stderr
+    assert "Set the experiment's precision to fp32, or to auto" in result.stderr
+    assert not (outputs(workdir, "settled_bf16") / "metrics.csv").exists()
+
+
+@pytest.mark.workflow
+def test_a_bf16_run_learns_about_as_well_as_fp32_and_records_its_precision(workdir):
+    build(workdir, "results/experiments/settled/metrics.csv")
+    build(workdir, "results/experiments/settled_bf16/metrics.csv", environment=BF16_ANYWHERE)
+    record = json.loads((outputs(workdir, "settled_bf16") / "run.json").read_text())["precision"]
+    assert (record["asked"], record["used"]) == ("bf16", "bf16")
+    assert record["isa"] == (AMX_ISA if HAS_AMX else effective_isa(this_cpu().flags, None))
+    fp32, bf16 = (read_metrics(outputs(workdir, run) / "metrics.csv") for run in ("settled", "settled_bf16"))
+    assert float(bf16[-1]["val_accuracy"]) > 0.3  # chance is 0.1
+    assert float(bf16[-1]["val_accuracy"]) == pytest.approx(float(fp32[-1]["val_accuracy"]), abs=0.1)
+    assert without_timing(bf16) != without_timing(fp32)  # it did compute in bf16
+    final, _ = checkpoints.load_params(outputs(workdir, "settled_bf16") / "model-final.params")
+    assert {value.dtype for value in final.values()} == {np.float32}
 
 
 @pytest.mark.workflow

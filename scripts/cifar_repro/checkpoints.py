@@ -34,9 +34,10 @@ def load_params(path: str | Path) -> tuple[dict, dict]:
     return arg, aux
 
 
-def fingerprint(experiment: dict, num_classes: int) -> str:
-    """Identifies what a checkpoint was trained for, so a changed experiment starts afresh."""
-    text = json.dumps({"experiment": experiment, "num_classes": num_classes}, sort_keys=True)
+def fingerprint(settings: dict, num_classes: int) -> str:
+    """Identifies what a checkpoint was trained for (a run's schema.training_settings), so a changed
+    experiment starts afresh."""
+    text = json.dumps({"experiment": settings, "num_classes": num_classes}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,7 @@ MXNet's automatic names, which depend on how many symbols were built before in t
 - `fine_tune`: replace the classifier of a pretrained symbol with a new one.
 """
 
+import json
 from collections.abc import Callable
 
 import mxnet as mx
@@ -357,3 +358,73 @@ def fine_tune(
     new_symbol = _softmax(logits, label_smoothing)
     kept = {name: value for name, value in arg_params.items() if name in feature_args}
     return new_symbol, kept
+
+
+def in_bfloat16(symbol: Symbol) -> Symbol:
+    """`symbol` with its convolutions and fully connected layers computing in bfloat16 (MXNet's AMP):
+    parameters, gradients and the optimizer's state stay float32, so a checkpoint is a float32 model,
+    and no loss scaling is needed. MXNet 1.9.1's conversion needs three corrections for these nets:
+
+    - `zeros_like` computes in bfloat16 (zeros are exact), so that the CIFAR ResNet's shortcut
+      Concat gets both halves in one type ("Non-uniform data type in Concat");
+    - rrelu stays float32 (it has no bfloat16 kernel);
+    - the nodes of `float32_nodes` are kept in float32."""
+    from mxnet.contrib import amp
+
+    bfloat16 = amp.amp.bfloat16
+    fp32_ops = [op for op in amp.list_fp32_ops(bfloat16) if op != "zeros_like"]
+    conditional = [rule for rule in amp.list_conditional_fp32_ops(bfloat16) if rule[0] != "LeakyReLU"]
+    conditional.append(("LeakyReLU", "act_type", ["elu", "selu", "rrelu"]))
+    return amp.convert_symbol(
+        symbol,
+        target_dtype="bfloat16",
+        data_names=["data"],
+        fp32_ops=fp32_ops,
+        conditional_fp32_ops=conditional,
+        excluded_sym_names=float32_nodes(symbol, set(fp32_ops), conditional, amp),
+    )
+
+
+def float32_nodes(symbol: Symbol, fp32_ops: set[str], conditional: list[tuple], amp) -> list[str]:
+    """Nodes the bfloat16 conversion must keep in float32: a global pool without a kernel (MXNet's own
+    kernel, no bfloat16: "Unknown type enum 12"), and a node that MXNet 1.9.1's pass would record as
+    bfloat16 although it reads a float32 tensor (one the pass also casts to bfloat16 for a sibling
+    convolution), which breaks the types downstream. The pass's bookkeeping is replayed to find them:
+    an operator of no list computes in the type of its first input."""
+    bfloat16 = amp.amp.bfloat16
+    target_ops, widest_ops = set(amp.list_lp16_ops(bfloat16)), set(amp.list_widest_type_cast(bfloat16))
+    nodes = json.loads(symbol.tojson())["nodes"]
+    readers: dict[tuple[int, int], list[int]] = {}
+    for index, node in enumerate(nodes):
+        for source, output, _ in node["inputs"]:
+            readers.setdefault((source, output), []).append(index)
+    in_bf16: dict[tuple[int, int], bool] = {}  # each node output: computed in bfloat16?
+    kept = []
+    for index, node in enumerate(nodes):
+        operator, attrs = node["op"], node.get("attrs", {})
+        inputs = [in_bf16.get((source, output), False) for source, output, _ in node["inputs"]]
+        if operator == "null":
+            bf16 = False
+        elif operator == "Pooling" and attrs.get("global_pool") == "True" and "kernel" not in attrs:
+            kept.append(node["name"])
+            bf16 = False
+        elif operator in fp32_ops or any(
+            operator == op and attrs.get(key) in values for op, key, values in conditional
+        ):
+            bf16 = False
+        elif operator in target_ops:
+            bf16 = True
+        elif operator in widest_ops:
+            bf16 = all(inputs)
+        else:
+            bf16 = bool(inputs) and inputs[0]
+            first = tuple(node["inputs"][0][:2]) if node["inputs"] else None
+            cast_for_a_sibling = first and any(
+                nodes[reader]["op"] in target_ops for reader in readers[first] if reader != index
+            )
+            if not bf16 and cast_for_a_sibling:
+                kept.append(node["name"])
+        outputs = 2 if operator == "LeakyReLU" and attrs.get("act_type") == "rrelu" else 1
+        for output in range(outputs):
+            in_bf16[(index, output)] = bf16
+    return kept

@@ -1,15 +1,23 @@
 """The config's contract, workflow/schemas/config.schema.yaml, for code that builds a config or an
 experiment without the workflow (benchmarks, tests): the same validation, the same defaults and the
-same cross-checks (config_checks.py)."""
+same cross-checks (config_checks.py); and what of a run's config its results depend on.
+
+A key the schema marks `neutral_default: true` was added after runs existed, and at its default
+leaves training exactly as it was. A run's Snakemake params and its checkpoints' fingerprint hold
+its `training_settings`, which leave such keys out while they are at their default: an upgrade that
+adds one retrains nothing, and a run that sets one retrains (and starts afresh) as it should."""
 
 import copy
+import functools
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 from .config_checks import check_config
 
 CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+NEUTRAL = "neutral_default"
 
 
 def validated_config(config: dict) -> dict:
@@ -21,6 +29,43 @@ def validated_config(config: dict) -> dict:
 
 
 def with_defaults(experiment: dict) -> dict:
-    """A copy of `experiment`, validated as a config's only experiment, with the schema's defaults
-    filled in as the workflow fills them."""
+    """A copy of `experiment`, validated and checked as a config's only experiment, with the schema's
+    defaults filled in as the workflow fills them."""
     return validated_config({"experiments": {"experiment": experiment}})["experiments"]["experiment"]
+
+
+def experiment_defaults(settings: dict) -> dict:
+    """A run's whole config from its `training_settings`: validated, the schema's defaults filled in
+    (no cross-checks: they need the other experiments, and the workflow ran them)."""
+    config = {"experiments": {"experiment": copy.deepcopy(settings)}}
+    validate(config, str(CONFIG_SCHEMA), set_default=True)
+    return config["experiments"]["experiment"]
+
+
+@functools.cache
+def neutral_defaults() -> dict[tuple[str, ...], object]:
+    """(key path in an experiment) -> default, of every experiment key marked neutral_default."""
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    found = {}
+
+    def walk(properties: dict, path: tuple[str, ...]) -> None:
+        for key, node in properties.items():
+            if node.get(NEUTRAL):
+                found[(*path, key)] = node["default"]
+            walk(node.get("properties", {}), (*path, key))
+
+    walk(schema["$defs"]["experiment"]["properties"], ())
+    return found
+
+
+def training_settings(experiment: dict) -> dict:
+    """`experiment` (defaults filled in) without its neutral-default keys that are at their default."""
+    settings = copy.deepcopy(experiment)
+    for path, default in neutral_defaults().items():
+        *parents, key = path
+        holder = settings
+        for parent in parents:
+            holder = holder.get(parent, {})
+        if key in holder and holder[key] == default:
+            del holder[key]
+    return settings

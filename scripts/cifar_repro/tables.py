@@ -3,7 +3,7 @@
 - `summary_table`: one row per experiment (the mean over its seeds' runs, with the final accuracy's
   standard deviation): best and final validation accuracy (%), wall time,
   training throughput, its workers (processes of a distributed job, else 1), each worker's devices,
-  the global batch, and the published accuracy with the difference from it;
+  the precision its runs trained in, the global batch, and the published accuracy with the difference from it;
 - `params_diff`: for a group of experiments (e.g. one figure's), the hyperparameters that differ, in the
   manner of `dvc params diff`: one row per dotted config key, one column per experiment.
 
@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = [
     "samples_per_second",
     "workers",
     "devices",
+    "precision",
     "global_batch_size",
     "published",
     "difference",
@@ -84,6 +85,8 @@ def summary_row(name: str, runs: list[dict], metrics: list[pd.DataFrame], publis
         "samples_per_second": sum(map(mean_samples_per_second, metrics)) / len(metrics),
         "workers": workers,
         "devices": first["devices"]["description"],  # rank 0's, the same kind in every worker
+        # what the runs trained in (runs from before the precision key trained in fp32)
+        "precision": "/".join(sorted({run.get("precision", {}).get("used", "fp32") for run in runs})),
         "global_batch_size": first["config"]["batch_size"] * workers,
         "published": math.nan if published is None else published,
         "difference": math.nan if published is None else final_accuracy - published,

@@ -31,7 +31,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from . import devices
+from . import devices, networks
 from .archive import NUM_CLASSES
 from .atomic import atomic_path
 from .checkpoints import Checkpoints, current_optimizer, fingerprint, load_params, save_params
@@ -40,9 +40,11 @@ from .job import TrainingJob
 from .layout import PackedDataset
 from .metrics import COLUMN_OF_MXNET_METRIC, TOP_K, reports_top_k, write_metrics
 from .models import InitialModel, check_mean_shape, frozen_parameters, initial_model
+from .precision import Precision, choose_precision
 from .provenance import provenance
 from .ranks import join_kvstore
 from .records import record_keys
+from .schema import training_settings
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +219,7 @@ class Session:
     job: TrainingJob
     start: InitialModel
     assigned: devices.Assignment
+    precision: Precision
     checkpoints: Checkpoints
     module: mx.mod.Module
     kvstore: mx.kvstore.KVStore | None  # a distributed job's; None in a single process
@@ -239,11 +242,14 @@ class Session:
         return self.rank == 0
 
 
-def set_up(job: TrainingJob, start: InitialModel, assigned: devices.Assignment) -> Session:
-    """Bind the module on the assigned devices; initialise it (or resume it from the last checkpoint)
-    and its optimizer; in a distributed job, join the kvstore first."""
+def set_up(
+    job: TrainingJob, start: InitialModel, assigned: devices.Assignment, precision: Precision
+) -> Session:
+    """Bind the module on the assigned devices, in its precision; initialise it (or resume it from
+    the last checkpoint) and its optimizer; in a distributed job, join the kvstore first."""
     experiment = job.experiment
-    checkpoints = Checkpoints(Path(job.checkpoint_dir), fingerprint(experiment, num_classes_of(job)))
+    settings = training_settings(experiment)
+    checkpoints = Checkpoints(Path(job.checkpoint_dir), fingerprint(settings, num_classes_of(job)))
     begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
     kvstore = None
     if job.distributed:
@@ -254,7 +260,8 @@ def set_up(job: TrainingJob, start: InitialModel, assigned: devices.Assignment) 
         )
     epoch_batches = batches_per_epoch(job.data, experiment, kvstore.num_workers if kvstore else 1)
     frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
-    module = mx.mod.Module(start.symbol, context=assigned.contexts, fixed_param_names=frozen)
+    symbol = networks.in_bfloat16(start.symbol) if precision.used == "bf16" else start.symbol
+    module = mx.mod.Module(symbol, context=assigned.contexts, fixed_param_names=frozen)
     batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
     module.bind(
         data_shapes=[("data", (batch_size, *data_shape))], label_shapes=[("softmax_label", (batch_size,))]
@@ -287,7 +294,9 @@ def set_up(job: TrainingJob, start: InitialModel, assigned: devices.Assignment) 
     if begin:
         checkpoints.restore(begin, module)
     metric = make_metric(num_classes_of(job))
-    return Session(job, start, assigned, checkpoints, module, kvstore, epoch_batches, begin, rows, metric)
+    return Session(
+        job, start, assigned, precision, checkpoints, module, kvstore, epoch_batches, begin, rows, metric
+    )
 
 
 def run_epoch(session: Session, epoch: int) -> dict:
@@ -359,6 +368,7 @@ def write_outputs(session: Session, final_params: tuple[dict, dict], started: fl
         "config": job.experiment,
         "num_classes": num_classes_of(job),
         "devices": session.assigned.record(),
+        "precision": session.precision.record(),
         "initialised_from": session.start.description,
         "resumed_after_epoch": session.begin,
         "wall_seconds": round(time.time() - started, 3),
@@ -403,7 +413,10 @@ def train(job: TrainingJob) -> None:
     environ = devices.share_of_worker(os.environ, granted.gpus) if job.distributed else os.environ
     assigned = granted.assign(environ)
     with assigned.lease or contextlib.nullcontext():
-        session = set_up(job, start, assigned)
+        on_gpus = None if assigned.contexts[0].device_type == "cpu" else assigned.description
+        precision = choose_precision(experiment["precision"], on_gpus)  # before oneDNN's first kernel
+        log.info("%s trains in %s: %s", job.run, precision.used, precision.reason)
+        session = set_up(job, start, assigned, precision)
         for epoch in range(session.begin, experiment["num_epochs"]):
             row = run_epoch(session, epoch)
             # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without

@@ -22,6 +22,7 @@ from cifar_repro.config_checks import (  # noqa: E402
     runs_by_experiment,
 )
 from cifar_repro.download import archive_name, local_source  # noqa: E402
+from cifar_repro.schema import training_settings  # noqa: E402
 
 OUT = config["output_dir"].rstrip("/")
 DATASETS = sorted(config["datasets"])

@@ -43,7 +43,8 @@ rule train:
         mem_mb=16000,
         runtime=training_minutes,
     params:
-        experiment=lambda wildcards: canonical(run_config(wildcards)),
+        # what the run's results depend on: a new key left at its neutral default retrains nothing
+        settings=lambda wildcards: canonical(training_settings(run_config(wildcards))),
         checkpoint_dir=lambda wildcards: layout.checkpoint_dir(OUT, wildcards.run),
         gpu_ids=config["gpu_ids"],
         lock_dir=config["gpu_lock_dir"],
