@@ -238,6 +238,7 @@ def launch(job: TrainingJob, threads: int) -> None:
         stale.unlink()
     arguments = opts.get_opts(tracker_options(distributed, worker_command(job_path)))
     watch = Watch(distributed_dir)
+    threads_before = set(threading.enumerate())
     launch_lock = Path(job.granted.lock_dir) / "launch.lock"
     launch_lock.parent.mkdir(parents=True, exist_ok=True)
     with process_environment(distributed, threads), open(launch_lock, "w") as lock:
@@ -261,6 +262,10 @@ def launch(job: TrainingJob, threads: int) -> None:
                     log.error("%s: stopping the other processes of the job", watch.failures[0])
                     watch.stop_all()
                     tracker.join()
+            # The tracker leaves a thread per process, which logs when its process has gone: let
+            # them end first, so that the failure is the log's last line.
+            for thread in set(threading.enumerate()) - threads_before:
+                thread.join(STOP_GRACE_SECONDS)
         finally:
             threading.excepthook = threading.__excepthook__
     if watch.failures:
