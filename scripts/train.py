@@ -35,5 +35,6 @@ with rule_log(snakemake):
         ),
         init_symbol=inputs.get("init_symbol"),
         init_params=inputs.get("init_params"),
+        whitening=inputs.get("whitening"),
     )
     run_training(job, snakemake.threads)

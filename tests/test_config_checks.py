@@ -81,6 +81,34 @@ def checked(**config) -> dict:
             },
             "experiments.d.distributed.hosts: '/nonexistent/hosts' is not a file",
         ),
+        (
+            {
+                "experiments": {
+                    "bad": tiny_experiment(
+                        lr_schedule={"type": "piecewise_linear", "points": [[0, 1], [0.8, 0.1]]}
+                    )
+                }
+            },
+            "experiments.bad.lr_schedule.points: fractions [0, 0.8] must run from 0 to 1 in order",
+        ),
+        (
+            {"experiments": {"bad": tiny_experiment(augment={"translate": 2, "rand_crop": True, "pad": 2})}},
+            "experiments.bad.augment: translate and alternating_flip augment the decoded images in memory, "
+            "in place of rand_crop, pad: set rand_crop, pad off",
+        ),
+        (
+            {"experiments": {"bad": tiny_experiment(augment={"alternating_flip": True})}},  # 28x28 crops
+            "experiments.bad.augment: translate and alternating_flip shift whole 32x32 images; "
+            "data_shape is [3, 28, 28]",
+        ),
+        (
+            {"experiments": {"bad": tiny_experiment(param_multipliers=[{"match": "_beta(", "lr_mult": 2}])}},
+            "experiments.bad.param_multipliers[0].match: missing ), unterminated subpattern",
+        ),
+        (
+            {"experiments": {"bad": tiny_experiment(lookahead={"start_epoch": 3})}},
+            "experiments.bad.lookahead.start_epoch: 3 is past the last of the 3 epochs",
+        ),
     ],
 )
 def test_each_cross_check_names_its_key(config, message):

@@ -1,10 +1,14 @@
 """Tests of the network symbols and of fine_tune, with real MXNet on the CPU."""
 
 import json
+import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
+from conftest import REPO
 
 from cifar_repro import networks
 
@@ -170,6 +174,48 @@ def test_quick_net_halves_the_resolution_in_each_of_three_blocks():
     assert len(convolutions) == 7
 
 
+def test_airbench_net_has_its_stem_blocks_and_scaled_bias_free_classifier():
+    symbol = networks.airbench(10, widths=(32, 48, 64))
+    assert output_shape(symbol, 32) == (1, 10)
+    shapes = argument_shapes(symbol, 32)
+    assert shapes["whiten_weight"] == (24, 3, 2, 2) and shapes["whiten_bias"] == (24,)
+    assert shapes["fc_weight"] == (10, 64) and "fc_bias" not in shapes
+    internals = symbol.get_internals()
+    for block, (channels, size) in enumerate([(32, 15), (48, 7), (64, 3)], start=1):
+        assert output_shape(internals[f"block{block}_gelu2_output"], 32) == (1, channels, size, size)
+    norms = [node for node in nodes(symbol) if node["op"] == "BatchNorm"]
+    assert len(norms) == 6 and all(
+        (n["attrs"]["fix_gamma"], n["attrs"]["momentum"], n["attrs"]["eps"]) == ("True", "0.6", "1e-12")
+        for n in norms
+    )
+    scale = next(node for node in nodes(symbol) if node["name"] == "logit_scale")
+    assert float(scale["attrs"]["scalar"]) == pytest.approx(1 / 9)
+
+
+def test_no_airbench_training_step_runs_a_reference_kernel_of_onednn():
+    """A block whose input channels are no multiple of 16 (the 24 of the stem; 40 here) takes its
+    data through a plain-layout copy, else its first batch norm's backward pass runs bnorm_ref."""
+    probe = (
+        "import sys; sys.path.insert(0, 'scripts'); import mxnet as mx, numpy as np\n"
+        "from cifar_repro import networks\n"
+        "module = mx.mod.Module(networks.airbench(10, widths=(40, 32, 32)), context=mx.cpu())\n"
+        "module.bind(data_shapes=[('data', (16, 3, 32, 32))], label_shapes=[('softmax_label', (16,))])\n"
+        "module.init_params(mx.init.Xavier()); module.init_optimizer(optimizer='nag')\n"
+        "batch = mx.io.DataBatch([mx.nd.random.uniform(0, 255, (16, 3, 32, 32))], [mx.nd.zeros((16,))])\n"
+        "module.forward_backward(batch); module.update(); mx.nd.waitall()\n"
+    )
+    environment = {**os.environ, "DNNL_VERBOSE": "1", "OMP_NUM_THREADS": "1"}
+    output = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    kernels = [line.split(",")[4] for line in output.splitlines() if line.startswith("dnnl_verbose,exec")]
+    assert kernels and not [kernel for kernel in kernels if "ref" in kernel]
+    copies = [
+        node["name"] for node in nodes(networks.airbench(10, widths=(40, 32, 32))) if "plain" in node["name"]
+    ]
+    assert copies == ["block1_plain_layout", "block2_plain_layout"]
+
+
 def test_label_smoothing_moves_target_weight_onto_the_other_classes(pretrained_resnet):
     """The loss gradient at the logits is p - target: with zero logits p is uniform, and the
     smoothed target keeps 1 - alpha on the label and alpha / (classes - 1) on each other class."""
@@ -193,6 +239,7 @@ def test_label_smoothing_moves_target_weight_onto_the_other_classes(pretrained_r
         ("resnet", {"num_layers": 20}, networks.resnet_cifar, (10, 20)),
         ("inception_rrelu", {}, networks.inception_rrelu, (10,)),
         ("quick", {}, networks.quick, (10,)),
+        ("airbench", {"widths": (16, 32, 32)}, networks.airbench, (10, 0.0, (16, 32, 32))),
     ],
 )
 def test_build_dispatches_by_name(name, options, builder, arguments):

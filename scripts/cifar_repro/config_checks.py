@@ -3,6 +3,7 @@ must agree with each other, and the GPUs each training job asks for. The workflo
 on every config after validating it against the schema (common.smk); so does schema.with_defaults,
 for the experiments the benchmarks and tests build by hand."""
 
+import re
 from pathlib import Path
 
 from .errors import InputError
@@ -53,6 +54,24 @@ def check_experiment(name: str, experiment: dict, config: dict) -> None:
             f"experiments.{name}.lr_schedule.warmup_epochs: {schedule['warmup_epochs']} leaves none "
             f"of the {experiment['num_epochs']} epochs to bring the learning rate back down"
         )
+    if schedule["type"] == "piecewise_linear":
+        fractions = [fraction for fraction, _ in schedule["points"]]
+        if fractions[0] != 0 or fractions[-1] != 1 or fractions != sorted(fractions):
+            raise InputError(
+                f"experiments.{name}.lr_schedule.points: fractions {fractions} must run from 0 to 1 in order"
+            )
+    check_augmentation(name, experiment)
+    for index, rule in enumerate(experiment["param_multipliers"]):
+        try:
+            re.compile(rule["match"])
+        except re.error as error:
+            raise InputError(f"experiments.{name}.param_multipliers[{index}].match: {error}") from None
+    lookahead = experiment.get("lookahead")
+    if lookahead and lookahead["start_epoch"] >= experiment["num_epochs"]:
+        raise InputError(
+            f"experiments.{name}.lookahead.start_epoch: {lookahead['start_epoch']} is past the last of the "
+            f"{experiment['num_epochs']} epochs (counted from 0)"
+        )
     init = experiment["init"]
     if init["type"] == "pretrained" and init["model"] not in config["pretrained_models"]:
         raise InputError(
@@ -86,6 +105,32 @@ def check_experiment(name: str, experiment: dict, config: dict) -> None:
             f"experiments.{name}.distributed.hosts: {hosts!r} is not a file "
             "(the ssh and mpi launchers read one host per line from it)"
         )
+
+
+def in_memory(augment: dict) -> bool:
+    """Whether the training split is augmented in memory (training.MemoryBatches), not by
+    ImageRecordIter: for the options ImageRecordIter cannot express."""
+    return augment["translate"] > 0 or augment["alternating_flip"]
+
+
+def check_augmentation(name: str, experiment: dict) -> None:
+    augment, shape = experiment["augment"], experiment["data_shape"]
+    if in_memory(augment):
+        # in memory, rand_mirror stays a random mirror per image and epoch
+        replaced = ["rand_crop", "pad"] + (["rand_mirror"] if augment["alternating_flip"] else [])
+        record_options = [key for key in replaced if augment[key]]
+        if record_options:
+            raise InputError(
+                f"experiments.{name}.augment: translate and alternating_flip augment the decoded images in "
+                f"memory, in place of {', '.join(record_options)}: set {', '.join(record_options)} off"
+            )
+        if shape[1:] != [32, 32]:
+            raise InputError(
+                f"experiments.{name}.augment: translate and alternating_flip shift whole 32x32 images; "
+                f"data_shape is {shape}"
+            )
+    if "whitening" in experiment and shape[1:] != [32, 32]:
+        raise InputError(f"experiments.{name}.whitening: for 32x32 images; data_shape is {shape}")
 
 
 def capped_gpu_warnings(experiments: dict[str, dict], gpu_limit: int | None) -> list[str]:

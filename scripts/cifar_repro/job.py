@@ -20,6 +20,7 @@ class TrainingJob:
     granted: DeviceGrant  # each worker's, for a distributed job
     init_symbol: str | None = None  # the model it starts from, unless from scratch
     init_params: str | None = None
+    whitening: str | None = None  # the stem's whitening filters, for an experiment with `whitening`
 
     @classmethod
     def under(cls, output_dir: str | Path, run: str, experiment: dict, data: PackedDataset) -> "TrainingJob":

@@ -57,6 +57,11 @@ def mean_image(output_dir: str | Path, dataset: str, height: int | str, width: i
     return f"{dataset_dir(output_dir, dataset)}/mean_{height}x{width}.bin"
 
 
+def whitening_filters(output_dir: str | Path, dataset: str, size: int | str) -> str:
+    """The whitening filters of a size x size stem, from the training split (whitening.py)."""
+    return f"{dataset_dir(output_dir, dataset)}/whitening_{size}x{size}.npy"
+
+
 @dataclass(frozen=True)
 class PackedDataset:
     """What a training run reads: both splits' records, and the mean image it subtracts, if any."""

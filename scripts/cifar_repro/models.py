@@ -8,6 +8,7 @@
 from dataclasses import dataclass
 
 import mxnet as mx
+import numpy as np
 
 from . import networks
 from .checkpoints import load_params
@@ -27,11 +28,13 @@ def initial_model(
 ) -> InitialModel:
     init = experiment["init"]
     if init["type"] == "scratch":
-        options = {k: experiment[k] for k in ("num_layers",) if k in experiment}
+        options = {k: experiment[k] for k in ("num_layers", "widths") if k in experiment}
         symbol = networks.build(
             experiment["network"], num_classes, label_smoothing=experiment["label_smoothing"], **options
         )
-        return InitialModel(symbol, None, None, "random (Xavier)")
+        xavier = init["xavier"]
+        described = f"random (Xavier {xavier['rnd_type']}, {xavier['factor_type']}, {xavier['magnitude']:g}"
+        return InitialModel(symbol, None, None, described + (", dirac)" if init["dirac"] else ")"))
     try:
         symbol = mx.sym.load(init_symbol)
         arg_params, aux_params = load_params(init_params)
@@ -49,6 +52,33 @@ def initial_model(
         raise InputError(f"{init_symbol}: {error}") from error
     described = f"pretrained {init['model']} cut at {init['layer']} ({init_params})"
     return InitialModel(symbol, arg_params, aux_params, described)
+
+
+class DiracInit(mx.init.Initializer):
+    """`base`, then the first in_channels filters of every convolution set to the identity (airbench's
+    dirac init: each such layer starts as an implicit residual)."""
+
+    def __init__(self, base: mx.init.Initializer):
+        super().__init__()
+        self.base = base
+
+    def __call__(self, desc, arr):
+        self.base(desc, arr)
+        if desc.endswith("_weight") and arr.ndim == 4 and arr.shape[2] % 2 and arr.shape[3] % 2:
+            out_channels, in_channels, height, width = arr.shape
+            identity = np.zeros(arr.shape, np.float32)
+            channels = np.arange(min(in_channels, out_channels))
+            identity[channels, channels, height // 2, width // 2] = 1
+            value = arr.asnumpy()
+            value[: len(channels)] = identity[: len(channels)]
+            arr[:] = value
+
+
+def initializer(init: dict) -> mx.init.Initializer:
+    """The initializer of a run's fresh parameters: mx.init.Xavier with the experiment's arguments
+    (fit.py's He normal by default), with `dirac`, DiracInit over it."""
+    xavier = mx.init.Xavier(**init["xavier"])
+    return DiracInit(xavier) if init["dirac"] else xavier
 
 
 def frozen_parameters(argument_names: list[str], frozen_layers: list[str]) -> list[str]:

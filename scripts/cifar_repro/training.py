@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,20 +35,25 @@ import numpy as np
 from . import devices, networks
 from .archive import NUM_CLASSES
 from .atomic import atomic_path
+from .augment import MemoryBatches
 from .checkpoints import Checkpoints, current_optimizer, fingerprint, load_params, save_params
+from .config_checks import in_memory as augments_in_memory
 from .errors import InputError, TrainingError
 from .job import TrainingJob
 from .layout import PackedDataset
+from .lookahead import Lookahead
 from .metrics import COLUMN_OF_MXNET_METRIC, TOP_K, reports_top_k, write_metrics
-from .models import InitialModel, check_mean_shape, frozen_parameters, initial_model
+from .models import InitialModel, check_mean_shape, frozen_parameters, initial_model, initializer
 from .precision import Precision, choose_precision
 from .provenance import provenance
 from .ranks import join_kvstore
 from .records import record_keys
 from .schema import training_settings
+from .whitening import STEM_SIZE, load_filters
 
 log = logging.getLogger(__name__)
 
+WHITENING_WEIGHT, WHITENING_BIAS = f"{networks.WHITENING_LAYER}_weight", f"{networks.WHITENING_LAYER}_bias"
 # MXNet 1.x's AdaDelta takes no learning rate: its lr column stays empty
 WITHOUT_LEARNING_RATE = {"adadelta"}
 DEFAULT_LEARNING_RATE = 0.01  # MXNet optimizers' default
@@ -56,10 +62,14 @@ DEFAULT_LEARNING_RATE = 0.01  # MXNet optimizers' default
 def learning_rate(base_lr: float, schedule: dict, epoch: float, num_epochs: int) -> float:
     """Learning rate at `epoch`, counted from 0, a fraction inside an epoch: fixed; multiplied by
     `factor` at every boundary of `step_epochs` (an interval, or a list of epochs) that has been
-    passed; or one cycle, linearly up from 0 over `warmup_epochs` and down to 0 at `num_epochs`."""
+    passed; one cycle, linearly up from 0 over `warmup_epochs` and down to 0 at `num_epochs`; or
+    piecewise linear between `points` of (fraction of the training, factor)."""
     kind = schedule["type"]
     if kind == "fixed":
         return base_lr
+    if kind == "piecewise_linear":
+        fractions, factors = zip(*schedule["points"], strict=True)
+        return base_lr * float(np.interp(epoch / num_epochs, fractions, factors))
     if kind == "one_cycle":
         warmup = schedule["warmup_epochs"]
         if epoch < warmup:
@@ -133,21 +143,40 @@ def test_time_views(images: mx.nd.NDArray, flip: bool, shift: int) -> list[mx.nd
     return views
 
 
+def view_weights(flip: bool, shift: int, weighting: str) -> list[float] | None:
+    """The weight of each of test_time_views (None: their plain mean). half_shifted: the image and its
+    mirror share one half, the shifted views the other."""
+    if weighting == "uniform" or not shift:
+        return None
+    unshifted, shifted = (2, 4) if flip else (1, 2)
+    weights = [0.5 / unshifted] + [0.5 / shifted] * 2
+    return weights * 2 if flip else weights
+
+
 def evaluate(
-    module: mx.mod.Module, batches, metric: mx.metric.EvalMetric, flip: bool = False, shift: int = 0
+    module: mx.mod.Module,
+    batches,
+    metric: mx.metric.EvalMetric,
+    flip: bool = False,
+    shift: int = 0,
+    weighting: str = "uniform",
 ) -> None:
     """Update `metric` over `batches` (forward only), leaving out the padding of the last batch;
-    with `flip` or `shift`, on the mean of the outputs for each image's test_time_views."""
+    with `flip` or `shift`, on the mean of the outputs for each image's test_time_views, weighted as
+    `weighting` says."""
     metric.reset()
+    weights = view_weights(flip, shift, weighting)
     for batch in batches:
         views = test_time_views(batch.data[0], flip, shift)
         probabilities = 0
-        for view in views:
+        for number, view in enumerate(views):
             module.forward(mx.io.DataBatch([view], batch.label, pad=batch.pad), is_train=False)
             # a sum, not +=: the next forward pass overwrites the outputs
-            probabilities = probabilities + module.get_outputs()[0]
+            outputs = module.get_outputs()[0]
+            probabilities = probabilities + (outputs if weights is None else outputs * weights[number])
         real = batch.data[0].shape[0] - batch.pad
-        metric.update([batch.label[0][:real]], [probabilities[:real] / len(views)])
+        mean = probabilities[:real] / len(views) if weights is None else probabilities[:real]
+        metric.update([batch.label[0][:real]], [mean])
 
 
 def batch_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -163,11 +192,17 @@ def log_metric(epoch: int, split: str, metric: mx.metric.EvalMetric) -> None:
 
 
 def train_epoch(
-    module, batches, metric, epoch: int, lr_of_batch: Callable[[int], float], disp_batches: int
+    module,
+    batches,
+    metric,
+    epoch: int,
+    lr_of_batch: Callable[[int], float],
+    disp_batches: int,
+    after_update: Callable[[int], None] | None = None,
 ) -> int:
     """One pass over the training data (`epoch` counted from 0), at the learning rate
-    `lr_of_batch(number)` for batch `number` (from 1); returns the sample count. Stops on a NaN/inf
-    loss."""
+    `lr_of_batch(number)` for batch `number` (from 1), calling `after_update(number)` after each
+    update; returns the sample count. Stops on a NaN/inf loss."""
     metric.reset()
     last_report = time.time()
     samples = reported_samples = 0
@@ -177,6 +212,8 @@ def train_epoch(
         optimizer.set_learning_rate(lr)
         module.forward_backward(batch)
         module.update()
+        if after_update:
+            after_update(number)
         real = batch.data[0].shape[0] - batch.pad
         labels, probabilities = batch.label[0][:real], module.get_outputs()[0][:real]
         metric.update([labels], [probabilities])
@@ -227,6 +264,8 @@ class Session:
     begin: int  # epochs done before this attempt (a resumed run's)
     rows: list[dict]  # metrics.csv so far
     metric: mx.metric.CompositeEvalMetric
+    in_memory: MemoryBatches | None  # the training split, for augmentation ImageRecordIter cannot do
+    lookahead: Lookahead | None
 
     @property
     def rank(self) -> int:
@@ -260,6 +299,8 @@ def set_up(
         )
     epoch_batches = batches_per_epoch(job.data, experiment, kvstore.num_workers if kvstore else 1)
     frozen = frozen_parameters(start.symbol.list_arguments(), experiment["init"].get("freeze", []))
+    if job.whitening:
+        frozen.append(WHITENING_WEIGHT)
     symbol = networks.in_bfloat16(start.symbol) if precision.used == "bf16" else start.symbol
     module = mx.mod.Module(symbol, context=assigned.contexts, fixed_param_names=frozen)
     batch_size, data_shape = experiment["batch_size"], tuple(experiment["data_shape"])
@@ -274,13 +315,16 @@ def set_up(
         module.init_params(arg_params=resumed_arg, aux_params=resumed_aux)
     else:
         log.info("%s starts from %s", job.run, start.description)
-        # fit.py's initializer; pretrained parameters are kept, the rest (a new fc) initialised.
+        # pretrained parameters (and whitening filters) are kept, the rest (a new fc) initialised.
         # Every worker draws the same values: the same seed, on the CPU.
-        pretrained = start.arg_params is not None
+        given = start.arg_params
+        if job.whitening:
+            filters = load_filters(job.whitening, data_shape[0], STEM_SIZE)
+            given = (given or {}) | {WHITENING_WEIGHT: mx.nd.array(filters)}
         module.init_params(
-            mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-            arg_params=start.arg_params, aux_params=start.aux_params,
-            allow_missing=pretrained, allow_extra=pretrained,
+            initializer(experiment["init"]),
+            arg_params=given, aux_params=start.aux_params,
+            allow_missing=given is not None, allow_extra=start.arg_params is not None,
         )  # fmt: skip
         if not kvstore or kvstore.rank == 0:
             save_params(checkpoints.params_path(0), *module.get_params())
@@ -294,9 +338,38 @@ def set_up(
     if begin:
         checkpoints.restore(begin, module)
     metric = make_metric(num_classes_of(job))
+    in_memory = None
+    if augments_in_memory(experiment["augment"]):
+        mean = mx.nd.load(job.data.mean)["mean_img"].asnumpy() if job.data.mean else None
+        part = (kvstore.rank, kvstore.num_workers) if kvstore else (0, 1)
+        in_memory = MemoryBatches(job.data, experiment, experiment["seed"], part, mean)
+    lookahead = None
+    if "lookahead" in experiment:
+        lookahead = Lookahead(experiment["lookahead"], epoch_batches, experiment["num_epochs"])
+        lookahead.resume(module, begin)
     return Session(
-        job, start, assigned, precision, checkpoints, module, kvstore, epoch_batches, begin, rows, metric
-    )
+        job, start, assigned, precision, checkpoints, module, kvstore, epoch_batches, begin, rows, metric,
+        in_memory, lookahead,
+    )  # fmt: skip
+
+
+def set_multipliers(
+    optimizer: mx.optimizer.Optimizer, experiment: dict, names: list[str], epoch: int
+) -> None:
+    """The experiment's per-parameter learning-rate and weight-decay factors (the first matching
+    rule of `param_multipliers`), and the whitening stem's bias frozen after its epochs (lr 0)."""
+    lr_mult, wd_mult = {}, {}
+    for name in names:
+        rule = next(
+            (rule for rule in experiment["param_multipliers"] if re.search(rule["match"], name)), None
+        )
+        if rule:
+            lr_mult[name], wd_mult[name] = rule["lr_mult"], rule["wd_mult"]
+    whitening = experiment.get("whitening")
+    if whitening and epoch >= whitening["bias_epochs"]:
+        lr_mult[WHITENING_BIAS] = 0.0
+    optimizer.set_lr_mult(lr_mult)
+    optimizer.set_wd_mult(wd_mult)
 
 
 def run_epoch(session: Session, epoch: int) -> dict:
@@ -315,17 +388,26 @@ def run_epoch(session: Session, epoch: int) -> dict:
     optimizer = current_optimizer(module)
     if has_lr and (epoch == session.begin or lr != optimizer.lr):  # lr_scheduler's message
         log.info("Update[%d]: Change learning rate to %0.5e", optimizer.num_update, lr)
+    if experiment["param_multipliers"] or "whitening" in experiment:
+        set_multipliers(optimizer, experiment, module._param_names, epoch)  # noqa: SLF001
     mx.random.seed(epoch_seed(experiment["seed"], epoch))
     tic = time.time()  # the epoch's loader start-up counts too
-    batches = record_iter(
-        session.job.data, experiment, train=True, seed=epoch_seed(experiment["seed"], epoch),
-        part=(session.rank, session.workers),
-    )  # fmt: skip
-    if session.kvstore:
-        batches = mx.io.ResizeIter(batches, session.epoch_batches)
+    seed = epoch_seed(experiment["seed"], epoch)
+    if session.in_memory:
+        batches = session.in_memory.epoch(epoch, seed, session.epoch_batches if session.kvstore else None)
+    else:
+        batches = record_iter(
+            session.job.data, experiment, train=True, seed=seed, part=(session.rank, session.workers)
+        )
+        if session.kvstore:
+            batches = mx.io.ResizeIter(batches, session.epoch_batches)
+    lookahead = session.lookahead
     samples = session.workers * train_epoch(
-        module, batches, session.metric, epoch, lr_of_batch, experiment["disp_batches"]
-    )
+        module, batches, session.metric, epoch, lr_of_batch, experiment["disp_batches"],
+        after_update=lookahead and (lambda number: lookahead.after_update(module, epoch, number)),
+    )  # fmt: skip
+    if lookahead:
+        lookahead.end_epoch(module)
     seconds = time.time() - tic
     log_metric(epoch, "Train", session.metric)
     log.info("Epoch[%d] Time cost=%.3f", epoch, seconds)
@@ -348,8 +430,9 @@ def validate_and_checkpoint(session: Session, epoch: int, row: dict) -> None:
     # partial starts the next pass shifted, and a reset during its first prefetch is racy.
     test_batches = record_iter(session.job.data, experiment, train=False, seed=0)
     evaluate(
-        module, test_batches, session.metric, experiment["test_time_flip"], experiment["test_time_shift"]
-    )
+        module, test_batches, session.metric, experiment["test_time_flip"], experiment["test_time_shift"],
+        experiment["test_time_weighting"],
+    )  # fmt: skip
     log_metric(epoch, "Validation", session.metric)
     session.rows.append(row | metric_row(session.metric, "val"))
     session.checkpoints.save(epoch + 1, module, session.rows)

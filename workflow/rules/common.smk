@@ -23,6 +23,7 @@ from cifar_repro.config_checks import (  # noqa: E402
 )
 from cifar_repro.download import archive_name, local_source  # noqa: E402
 from cifar_repro.schema import training_settings  # noqa: E402
+from cifar_repro.whitening import STEM_SIZE  # noqa: E402
 
 OUT = config["output_dir"].rstrip("/")
 DATASETS = sorted(config["datasets"])
@@ -174,6 +175,10 @@ def training_inputs(wildcards):
     mean_shape = experiment["data_shape"][1:] if experiment["mean_image"] else None
     data = layout.packed_dataset(OUT, experiment["dataset"], mean_shape)
     inputs = {name: path for name, path in asdict(data).items() if path is not None}
+    if "whitening" in experiment:
+        inputs["whitening"] = layout.whitening_filters(
+            OUT, experiment["dataset"], STEM_SIZE
+        )
     init = experiment["init"]
     if init["type"] == "pretrained":
         inputs |= pretrained_files(init["model"])

@@ -136,3 +136,26 @@ rule mean_image:
         runtime=10,
     script:
         "../../scripts/mean_image.py"
+
+
+rule whitening_filters:
+    input:
+        arrays=layout.split_arrays(OUT, "{dataset}", "train"),
+    output:
+        layout.whitening_filters(OUT, "{dataset}", "{size}"),
+    log:
+        f"{OUT}/logs/whitening_filters/{{dataset}}/{{size}}x{{size}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/whitening_filters/{{dataset}}/{{size}}x{{size}}.tsv"
+    wildcard_constraints:
+        size=r"\d+",
+    group:
+        "data_chain"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../../scripts/whitening_filters.py"
