@@ -111,10 +111,10 @@ $(sort $(REAL_ARCHIVE) $(CPU_REAL_ARCHIVE)): | $(READY)
 	mkdir -p $(dir $@)
 	$(RUN) python $(JPG_TOOL) $@
 
-# Real CIFAR-10 on the CPU (config/cpu-real.yaml): cifar10_quick first, alone on every core (its
-# training time is a measurement), then 3 seeds of two ResNet-20 twins, one core each, side by side.
+# Real CIFAR-10 on the CPU (config/cpu-real.yaml): cifar10_quick's 3 seeds first, each alone on
+# every core (its training time is a measurement), then the ResNet-20 twins, one core each, two at a time.
 CPU_REAL := $(RUN) snakemake --cores $(CORES) --configfile config/cpu-real.yaml --replace-workflow-config
-QUICK_METRICS := results/cpu-real/experiments/cifar10_quick/metrics.csv
+QUICK_METRICS := $(foreach seed,0 1 2,results/cpu-real/experiments/cifar10_quick/seed$(seed)/metrics.csv)
 cpu-real: $(READY) $(CPU_REAL_ARCHIVE)
 	$(CPU_REAL) $(QUICK_METRICS)
 	$(CPU_REAL) all report --set-threads train=1
@@ -128,7 +128,7 @@ benchmark: $(READY) $(REAL_ARCHIVE) $(CPU_REAL_ARCHIVE)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/precision.py --threads $(CORES)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/data_chain.py --archive $(REAL_ARCHIVE)
 	$(CPU_REAL) $(QUICK_METRICS)
-	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/time_to_accuracy.py --output-dir results/cpu-real \
+	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/time_to_accuracy.py --config config/cpu-real.yaml \
 	  --experiment cifar10_quick --tsv results/benchmark/time_to_accuracy.tsv
 
 # The demo through a throwaway local Slurm against the local profile (root, like test-cluster).
