@@ -9,7 +9,7 @@
 #                         through a throwaway sshd (root; installs slurm-wlm and openssh-server)
 #   make lint             snakemake --lint, snakefmt --check, ruff check and ruff format --check
 #   make config-docs      regenerate config/README.md's key tables from the config schema
-#   make cpu-real         real CIFAR-10 on the CPU: cifar10_quick, then the twins, 3 seeds (2 cores: ~2 h)
+#   make cpu-real         real CIFAR-10 on the CPU: cifar10_quick, then the twins, 3 seeds (2 cores: ~4 h)
 #   make benchmark        training loop vs bare Module.fit and parameter servers vs one process on the
 #                         demo data; fp32 vs bf16 per network; the data chain vs the naive route, and cifar10_quick's time to 85 %
 #                         and 90 % (trained first if it has not been: ~25 min), on the real CIFAR-10

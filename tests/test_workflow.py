@@ -165,11 +165,18 @@ def test_the_real_data_cpu_config_plans_3_seeds_of_each_twin(tmp_path):
     real = ("--configfile", "config/cpu-real.yaml", "--replace-workflow-config")
     result = run_snakemake(tmp_path, *real, "--dry-run", "all", "report")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert scheduled_rules(result.stdout)["train"] == 2 * 3 + 1
-    for name in ("cifar10_scratch", "cifar10_adadelta"):
+    names = (
+        "cifar10_quick",
+        "cifar10_scratch",
+        "cifar10_scratch_steplr",
+        "cifar10_scratch_stage2",
+        "cifar10_adadelta",
+    )
+    assert scheduled_rules(result.stdout)["train"] == len(names) * 3
+    for name in names:
         for seed in range(3):
             assert f"results/cpu-real/experiments/{name}/seed{seed}/metrics.csv" in result.stdout
-    assert "results/cpu-real/experiments/cifar10_quick/metrics.csv" in result.stdout
+    assert "results/cpu-real/cifar10/whitening_2x2.npy" in result.stdout
     assert scheduled_rules(result.stdout)["claims_table"] == 1
     # no experiment trains on CIFAR-100: its default (official, online) archive is not fetched
     assert "cifar100" not in result.stdout
