@@ -55,7 +55,6 @@ class MemoryBatches:
         self.batch_size = experiment["batch_size"]
         self.alternating = augment["alternating_flip"]
         self.mirror = augment["rand_mirror"]
-        self.seed = seed
         self.base_flip = np.random.RandomState(seed).rand(len(positions)) < 0.5  # alternating_flip's
         self.mean = mean
 

@@ -66,11 +66,10 @@ class DiracInit(mx.init.Initializer):
         self.base(desc, arr)
         if desc.endswith("_weight") and arr.ndim == 4 and arr.shape[2] % 2 and arr.shape[3] % 2:
             out_channels, in_channels, height, width = arr.shape
-            identity = np.zeros(arr.shape, np.float32)
             channels = np.arange(min(in_channels, out_channels))
-            identity[channels, channels, height // 2, width // 2] = 1
             value = arr.asnumpy()
-            value[: len(channels)] = identity[: len(channels)]
+            value[channels] = 0
+            value[channels, channels, height // 2, width // 2] = 1
             arr[:] = value
 
 
