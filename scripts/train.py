@@ -5,7 +5,8 @@ import os
 
 from cifar_repro.rule import rule_log
 
-with rule_log(snakemake):
+# the log is opened once the job holds the run's lease: a second trainer must not empty the first's
+with rule_log(snakemake, open_log=False):
     if "distributed" not in snakemake.params.settings:
         # MXNet sizes its CPU thread pool when it loads: to the cores Snakemake gave this job, not
         # every core of the machine, so that jobs running side by side do not oversubscribe them

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+import psutil
 import pytest
 from conftest import (
     read_metrics,
@@ -328,13 +330,15 @@ def test_a_diverging_run_stops_with_epoch_batch_and_learning_rate(workdir):
 
 @pytest.mark.workflow
 @pytest.mark.parametrize(
-    "reference, environment",
+    "reference, environment, stop",
     [
-        ("uninterrupted", {}),
-        ("uninterrupted_bf16", BF16_ANYWHERE),
+        ("uninterrupted", {}, signal.SIGKILL),
+        ("uninterrupted_bf16", BF16_ANYWHERE, signal.SIGKILL),
+        ("uninterrupted", {}, signal.SIGTERM),
         pytest.param(
             "airbench",
             {},
+            signal.SIGKILL,
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="known defect (issue 20): a resumed airbench run differs from an uninterrupted "
@@ -342,9 +346,12 @@ def test_a_diverging_run_stops_with_epoch_batch_and_learning_rate(workdir):
             ),
         ),
     ],
-    ids=["fp32", "bf16", "airbench"],  # airbench: lookahead, alternating flip and translation too
+    # airbench: lookahead, alternating flip and translation too
+    ids=["fp32", "bf16", "fp32-sigterm", "airbench"],
 )
-def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path, reference, environment):
+def test_resume_after_a_kill_equals_an_uninterrupted_run(workdir, tmp_path, reference, environment, stop):
+    """SIGKILL: snakemake and the training job die mid-epoch. SIGTERM, to the training job alone
+    (Slurm's time limit, scancel, preemption): it stops at the next batch, saying so."""
     build(workdir, f"results/experiments/{reference}/metrics.csv", environment=environment)
     config = json.loads((workdir / "config" / "config.yaml").read_text())
     config["experiments"] = {"interrupted": EXPERIMENTS[reference]}
@@ -364,7 +371,16 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path, ref
     while not (log.exists() and "Epoch[1] Batch [3]" in log.read_text()):
         assert running.poll() is None and time.time() < deadline, "training never reached epoch 2"
         time.sleep(0.02)
-    os.killpg(running.pid, signal.SIGKILL)  # snakemake and the training job, mid-epoch
+    if stop == signal.SIGKILL:
+        os.killpg(running.pid, signal.SIGKILL)
+    else:
+        trainer = next(
+            child for child in psutil.Process(running.pid).children(recursive=True)
+            if any(word.endswith("train.py") for word in child.cmdline())
+        )  # fmt: skip
+        trainer.send_signal(stop)
+        assert running.wait(60) != 0
+        assert "train stopped to resume: SIGTERM during epoch 2" in log.read_text().splitlines()[-1]
     running.wait()
     progress = json.loads(
         (tmp_path / "results" / "checkpoints" / "interrupted" / "progress.json").read_text()
@@ -375,6 +391,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path, ref
     assert run_snakemake(tmp_path, "--unlock").returncode == 0
     build(tmp_path, target, environment=environment)
     assert "resuming interrupted after epoch 1" in log.read_text()
+    # the rule's log holds every epoch once, each attempt's own log is kept
+    validations = re.findall(r"Epoch\[(\d+)\] Validation-accuracy", log.read_text())
+    assert validations == ["0", "1", "2", "3"], validations
+    attempts = tmp_path / "results" / "checkpoints" / "interrupted" / "attempts"
+    assert sorted(path.name for path in attempts.glob("*.log")) == ["01.log", "02.log"]
     resumed, uninterrupted = (
         read_metrics(outputs(d, n) / "metrics.csv")
         for d, n in ((tmp_path, "interrupted"), (workdir, reference))
@@ -387,6 +408,38 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(workdir, tmp_path, ref
     reference_arg, _ = checkpoints.load_params(outputs(workdir, reference) / "model-final.params")
     for name, value in reference_arg.items():
         np.testing.assert_array_equal(resumed_arg[name].asnumpy(), value.asnumpy(), err_msg=name)
+
+
+@pytest.mark.workflow
+def test_a_second_trainer_of_a_run_is_refused_naming_the_first(workdir, tmp_path):
+    # two snakemake processes without their lock, as after a dead head process and --unlock
+    config = json.loads((workdir / "config" / "config.yaml").read_text())
+    config["experiments"] = {"contested": EXPERIMENTS["uninterrupted"]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(json.dumps(config))
+    target = "results/experiments/contested/metrics.csv"
+    log = outputs(tmp_path, "contested") / "train.log"
+    first = subprocess.Popen(
+        snakemake_command(tmp_path, "--nolock", target), env=snakemake_environment(tmp_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not (log.exists() and "Epoch[0] Batch [1]" in log.read_text()):
+        assert first.poll() is None and time.time() < deadline, "the first trainer never started"
+        time.sleep(0.05)
+    trainer = next(
+        child for child in psutil.Process(first.pid).children(recursive=True)
+        if any(word.endswith("train.py") for word in child.cmdline())
+    )  # fmt: skip
+    second = run_snakemake(tmp_path, "--nolock", target)
+    assert second.returncode != 0
+    assert f"contested is being trained by pid {trainer.pid} on {socket.gethostname()}" in second.stderr
+    # the first trains on to the end (the second's Snakemake deleted the rule's log before its job:
+    # the first's own log beside the checkpoints holds every epoch)
+    assert first.wait(300) == 0
+    own_log = (tmp_path / "results" / "checkpoints" / "contested" / "attempts" / "01.log").read_text()
+    assert re.findall(r"Epoch\[(\d+)\] Validation-accuracy", own_log) == ["0", "1", "2", "3"]
+    assert len(read_metrics(outputs(tmp_path, "contested") / "metrics.csv")) == 4
 
 
 @pytest.mark.workflow

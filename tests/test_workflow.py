@@ -1,6 +1,8 @@
 """The workflow as users run it: the demo config end to end, and the style checks the project keeps."""
 
 import csv
+import re
+import shutil
 import statistics
 import subprocess
 from pathlib import Path
@@ -10,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 import yaml
-from conftest import BIN, REPO, demo_workdir, run_snakemake, scheduled_rules
+from conftest import BIN, REPO, demo_workdir, run_snakemake, scheduled_rules, snakemake_environment
 
 from cifar_repro import archive, layout, mean, synthetic
 
@@ -142,6 +144,48 @@ def test_changing_one_figure_reruns_only_that_figure(demo):
     (demo / "results" / "demo" / "figures" / "cifar10_sgd_vs_adadelta.png").unlink()
     rebuilt = run_snakemake(demo, *DEMO_RUN, "results/demo/figures/cifar10_sgd_vs_adadelta.png")
     assert rebuilt.returncode == 0 and scheduled_rules(rebuilt.stdout + rebuilt.stderr) == {"plot_figure": 1}
+
+
+def test_an_upgrade_retrains_only_what_changed_a_runs_settings(demo, tmp_path):
+    # the demo's results beside a copy of the workflow, as after a `git pull`
+    checkout, workdir = tmp_path / "checkout", tmp_path / "work"
+    for folder in ("workflow", "scripts", "envs"):
+        shutil.copytree(REPO / folder, checkout / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("results", ".snakemake", "config"):
+        shutil.copytree(demo / folder, workdir / folder, symlinks=True)
+    (workdir / "config" / "demo.yaml").write_text((REPO / "config" / "demo.yaml").read_text())
+
+    def dry_run():
+        command = [str(BIN / "snakemake"), "--snakefile", str(checkout / "workflow" / "Snakefile")]
+        command += ["--directory", str(workdir), "--cores", "2", *DEMO_RUN, "--dry-run", "all"]
+        result = subprocess.run(
+            command, capture_output=True, text=True, env=snakemake_environment(workdir), cwd=workdir
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    # the scripts rewritten (a checkout gives them new times), one edited, and a key added with a
+    # default that leaves training as it was
+    (checkout / "scripts" / "train.py").touch()
+    with open(checkout / "scripts" / "plot_figure.py", "a") as script:
+        script.write("# an edit\n")
+    schema_path = checkout / "workflow" / "schemas" / "config.schema.yaml"
+    schema_file = yaml.safe_load(schema_path.read_text())
+    schema_file["$defs"]["experiment"]["properties"]["new_option"] = {
+        "type": "integer", "default": 0, "neutral_default": True, "description": "added by an upgrade",
+    }  # fmt: skip
+    schema_path.write_text(yaml.safe_dump(schema_file, sort_keys=False))
+    assert "Nothing to be done" in dry_run()
+
+    # a changed value retrains that experiment's runs and nothing else
+    config_path = workdir / "config" / "demo.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["experiments"]["cifar10_adadelta"]["optimizer_params"]["rho"] = 0.8
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    planned = dry_run()
+    assert scheduled_rules(planned)["train"] == 3
+    retrained = set(re.findall(r"wildcards: run=([^,\s]+)", planned))
+    assert retrained == {f"cifar10_adadelta/seed{seed}" for seed in (0, 1, 2)}, planned[-3000:]
 
 
 def test_a_config_file_on_the_command_line_replaces_the_default_config(tmp_path):

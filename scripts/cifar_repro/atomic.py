@@ -7,9 +7,23 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+PARTIAL = ".{name}.partial-{pid}"
+
 
 def _temporary_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+    return path.with_name(PARTIAL.format(name=path.name, pid=os.getpid()))
+
+
+def remove_partials(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders that writers killed mid-write left in `folder` and
+    below (call it only where no other writer can be at work); return them."""
+    found = sorted(Path(folder).rglob(PARTIAL.format(name="*", pid="*")))
+    for path in found:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 @contextlib.contextmanager

@@ -1,14 +1,15 @@
 """Per-epoch checkpoints for exact resume, and MXNet's .params file format.
 
 After every epoch the parameters, the optimizer state (with the optimizer itself, so update counts
-survive) and the metric rows so far go to a folder Snakemake does not manage, so they survive a
-failed or killed job. A rerun continues after the last complete epoch; a checkpoint of a different
-experiment configuration (another fingerprint) is ignored.
+survive), the rule's log so far and the metric rows so far go to a folder Snakemake does not
+manage, so they survive a failed or killed job. A rerun continues after the last complete epoch; a
+checkpoint of a different experiment configuration (another fingerprint) is ignored.
 """
 
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,17 @@ def current_optimizer(module: mx.mod.Module) -> mx.optimizer.Optimizer:
 class Checkpoints:
     folder: Path
     fingerprint: str
+    log: Path | None = None  # the rule's log, whose state at each checkpoint is kept with it
 
     def params_path(self, epoch: int) -> Path:
         return self.folder / f"model-{epoch:04d}.params"
 
     def states_path(self, epoch: int) -> Path:
         return self.folder / f"model-{epoch:04d}.states"
+
+    def log_path(self, epoch: int) -> Path:
+        """The rule's log as it was when epoch `epoch` was saved: a resumed attempt's log starts so."""
+        return self.folder / f"train-{epoch:04d}.log"
 
     @property
     def progress_path(self) -> Path:
@@ -87,11 +93,18 @@ class Checkpoints:
         if updater:
             with atomic_path(self.states_path(epoch)) as partial:
                 partial.write_bytes(updater.get_states(dump_optimizer=True))
+        if self.log and self.log.exists():  # a second Snakemake of the run deletes it before its job
+            with atomic_path(self.log_path(epoch)) as partial:
+                shutil.copyfile(self.log, partial)
+        elif self.log:
+            log.warning(
+                "%s is gone (deleted by another Snakemake?): no log kept with epoch %d", self.log, epoch
+            )
         with atomic_path(self.progress_path) as partial:
             partial.write_text(json.dumps({"fingerprint": self.fingerprint, "epoch": epoch, "rows": rows}))
         if epoch > 1:  # keep the initial model (epoch 0) and the latest epoch only
-            self.params_path(epoch - 1).unlink(missing_ok=True)
-            self.states_path(epoch - 1).unlink(missing_ok=True)
+            for path in (self.params_path, self.states_path, self.log_path):
+                path(epoch - 1).unlink(missing_ok=True)
 
     def restore(self, epoch: int, module: mx.mod.Module) -> None:
         """Load the optimizer state saved after `epoch` into a module whose optimizer is set up."""

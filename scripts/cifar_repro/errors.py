@@ -18,3 +18,11 @@ class TrainingError(PipelineError):
 
 class ToolError(PipelineError):
     """A tool the rule runs (im2rec.py, OpenCV, snakemake --report) failed."""
+
+
+class StoppedToResume(PipelineError):
+    """Training stopped cleanly at a checkpoint (a time limit ahead, SIGTERM): a retry resumes it."""
+
+
+class RunHeld(PipelineError):
+    """Another training job holds the run's lease: a second writer would corrupt its checkpoints."""

@@ -138,6 +138,13 @@ def numbered_params(output_dir: str | Path, run: str, epoch: int | str) -> str:
     return f"{run_dir(output_dir, run)}/model-{number}.params"
 
 
+def released_model(output_dir: str | Path, run: str) -> dict[str, str]:
+    """A run's final model as the runs that start from it read it: hard links that the local rule
+    release_model makes, never rule train's own outputs (see final_model_files in common.smk)."""
+    folder = f"{output_dir}/models/{run}"
+    return {"symbol": f"{folder}/model-symbol.json", "params": f"{folder}/model-final.params"}
+
+
 def checkpoint_dir(output_dir: str | Path, run: str) -> str:
     """Per-epoch checkpoints; not a declared output, so that a failed job's survive for resuming."""
     return f"{output_dir}/checkpoints/{run}"

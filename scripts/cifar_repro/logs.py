@@ -17,6 +17,13 @@ def append_to(log_path: str | Path) -> None:
     logging.getLogger().addHandler(handler)
 
 
+def start_log(log_path: str | Path, history: str = "") -> None:
+    """Log everything to `log_path` too, which starts with `history` (what earlier attempts logged)."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(log_path).write_text(history)
+    append_to(log_path)
+
+
 def setup_logging(log_path: str | Path | None) -> logging.Logger:
     """Log INFO to stderr and, when given, everything to `log_path` (emptied first); return the
     package's logger."""
@@ -24,7 +31,5 @@ def setup_logging(log_path: str | Path | None) -> logging.Logger:
     terminal.setLevel(logging.INFO)
     logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT, handlers=[terminal], force=True)
     if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(log_path).write_text("")
-        append_to(log_path)
+        start_log(log_path)
     return PACKAGE_LOGGER

@@ -20,12 +20,14 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from .errors import PipelineError
+from .errors import PipelineError, StoppedToResume
 from .logs import setup_logging
 
 
 def failure_line(rule: str, error: Exception, inputs: list[str]) -> str:
     """The one line that ends a failed rule's log."""
+    if isinstance(error, StoppedToResume):
+        return f"{rule} stopped to resume: {error}"
     if isinstance(error, PipelineError):
         return f"{rule} failed: {error}"
     given = ", ".join(inputs) or "no inputs"
@@ -33,9 +35,10 @@ def failure_line(rule: str, error: Exception, inputs: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def rule_log(snakemake) -> Iterator[logging.Logger]:
-    """Log to the rule's log; on an exception, log its traceback and one line, then exit 1."""
-    log = setup_logging(snakemake.log[0] if snakemake.log else None)
+def rule_log(snakemake, open_log: bool = True) -> Iterator[logging.Logger]:
+    """Log to the rule's log (with `open_log` False, to the terminal until the script opens the log
+    itself); on an exception, log its traceback and one line, then exit 1."""
+    log = setup_logging(snakemake.log[0] if snakemake.log and open_log else None)
     try:
         yield log
     except Exception as error:  # every failure ends the same way, whatever raised it

@@ -49,6 +49,7 @@ from .provenance import provenance
 from .ranks import join_kvstore
 from .records import record_keys
 from .schema import training_settings
+from .stopping import StopConditions
 from .whitening import STEM_SIZE, load_filters
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,7 @@ def set_up(
     """Bind the module on the assigned devices, in its precision; initialise it (or resume it from
     the last checkpoint) and its optimizer; in a distributed job, join the kvstore first."""
     experiment = job.experiment
-    settings = training_settings(experiment)
-    checkpoints = Checkpoints(Path(job.checkpoint_dir), fingerprint(settings, num_classes_of(job)))
+    checkpoints = checkpoints_of(job)
     begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
     kvstore = None
     if job.distributed:
@@ -372,9 +372,9 @@ def set_multipliers(
     optimizer.set_wd_mult(wd_mult)
 
 
-def run_epoch(session: Session, epoch: int) -> dict:
-    """Train one epoch (counted from 0) at the schedule's rates, with the epoch's seeds; return its
-    metrics.csv row so far (validation comes later)."""
+def run_epoch(session: Session, epoch: int, stop: StopConditions) -> dict:
+    """Train one epoch (counted from 0) at the schedule's rates, with the epoch's seeds, unless `stop`
+    says to stop between two batches; return its metrics.csv row so far (validation comes later)."""
     experiment, module = session.job.experiment, session.module
     base_lr = experiment["optimizer_params"].get("learning_rate", DEFAULT_LEARNING_RATE)
     num_epochs, schedule = experiment["num_epochs"], experiment["lr_schedule"]
@@ -402,10 +402,15 @@ def run_epoch(session: Session, epoch: int) -> dict:
         if session.kvstore:
             batches = mx.io.ResizeIter(batches, session.epoch_batches)
     lookahead = session.lookahead
+
+    def after_update(number: int) -> None:
+        if lookahead:
+            lookahead.after_update(module, epoch, number)
+        stop.check_batch(epoch)
+
     samples = session.workers * train_epoch(
-        module, batches, session.metric, epoch, lr_of_batch, experiment["disp_batches"],
-        after_update=lookahead and (lambda number: lookahead.after_update(module, epoch, number)),
-    )  # fmt: skip
+        module, batches, session.metric, epoch, lr_of_batch, experiment["disp_batches"], after_update
+    )
     if lookahead:
         lookahead.end_epoch(module)
     seconds = time.time() - tic
@@ -474,9 +479,17 @@ def num_classes_of(job: TrainingJob) -> int:
     return NUM_CLASSES[job.experiment["dataset"]]
 
 
-def train(job: TrainingJob) -> None:
+def checkpoints_of(job: TrainingJob) -> Checkpoints:
+    """The run's checkpoints, of its settings; each keeps the rule's log as it was then."""
+    settings = training_settings(job.experiment)
+    return Checkpoints(Path(job.checkpoint_dir), fingerprint(settings, num_classes_of(job)), Path(job.log))
+
+
+def train(job: TrainingJob, stop: StopConditions | None = None) -> None:
     """Train `job` in this process: a single-process job, or one worker of a distributed job (in a
-    process its launcher started; run.run_training decides which)."""
+    process its launcher started; run.run_training decides which). `stop`: when to stop early, at a
+    checkpoint (a time limit, SIGTERM); by default never."""
+    stop = stop or StopConditions()
     started = time.time()
     if job.distributed and "DMLC_ROLE" not in os.environ:
         raise TrainingError(
@@ -500,8 +513,11 @@ def train(job: TrainingJob) -> None:
         precision = choose_precision(experiment["precision"], on_gpus)  # before oneDNN's first kernel
         log.info("%s trains in %s: %s", job.run, precision.used, precision.reason)
         session = set_up(job, start, assigned, precision)
+        stop.check_start(session.begin, max((row["seconds"] for row in session.rows), default=None))
+        slowest = 0.0
         for epoch in range(session.begin, experiment["num_epochs"]):
-            row = run_epoch(session, epoch)
+            tic = time.time()
+            row = run_epoch(session, epoch, stop)
             # MXNet's oneDNN BatchNorm updates its moving statistics in the backward pass without
             # declaring them as outputs to the engine, so reading them now could race the last
             # batch's update (it did, for bn0, whose backward runs last). Wait for every pending
@@ -509,6 +525,8 @@ def train(job: TrainingJob) -> None:
             mx.nd.waitall()
             if session.lead:
                 validate_and_checkpoint(session, epoch, row)
+                slowest = max(slowest, time.time() - tic)
+                stop.check_epoch_end(epoch + 1, experiment["num_epochs"], slowest)
         final_params = session.module.get_params()
     if not session.lead:
         log.info("%s: worker rank %d done; rank 0 writes the outputs", job.run, session.rank)

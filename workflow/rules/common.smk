@@ -141,9 +141,13 @@ def run_outputs(run):
 
 
 def final_model_files(run):
-    """A run's final model, as the init inputs of a job that starts from it."""
-    files = layout.run_files(OUT, run)
-    return {"init_symbol": files.symbol, "init_params": files.params}
+    """A run's final model, as the init inputs of a job that starts from it: rule release_model's
+    links, never rule train's outputs. The Snakemake inside a training job's Slurm allocation may run
+    rule train (--allowed-rules train), and it re-plans every train job its inputs come from with
+    its own rerun triggers, against the files as they are when the job starts (a checkout since,
+    an edited config): with no train job upstream, it can only ever train its own run."""
+    released = layout.released_model(OUT, run)
+    return {"init_symbol": released["symbol"], "init_params": released["params"]}
 
 
 def pretrained_files(model):

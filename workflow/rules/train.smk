@@ -1,6 +1,7 @@
 localrules:
     download_pretrained,
     link_numbered_params,
+    release_model,
 
 
 rule download_pretrained:
@@ -72,3 +73,22 @@ rule link_numbered_params:
         runtime=1,
     script:
         "../../scripts/link_numbered_params.py"
+
+
+# A run's final model as the runs that start from it read it (see final_model_files).
+rule release_model:
+    input:
+        symbol=lambda wildcards: layout.run_files(OUT, wildcards.run).symbol,
+        params=lambda wildcards: layout.run_files(OUT, wildcards.run).params,
+    output:
+        **layout.released_model(OUT, "{run}"),
+    log:
+        f"{OUT}/logs/release_model/{{run}}.log",
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=1,
+    script:
+        "../../scripts/release_model.py"
