@@ -145,7 +145,8 @@ def final_model_files(run):
     links, never rule train's outputs. The Snakemake inside a training job's Slurm allocation may run
     rule train (--allowed-rules train), and it re-plans every train job its inputs come from with
     its own rerun triggers, against the files as they are when the job starts (a checkout since,
-    an edited config): with no train job upstream, it can only ever train its own run."""
+    an edited config): with no train job upstream, it can only ever train its own run.
+    """
     released = layout.released_model(OUT, run)
     return {"init_symbol": released["symbol"], "init_params": released["params"]}
 
