@@ -106,7 +106,11 @@ def test_a_later_stage_starts_from_the_run_of_its_own_seed(built):
     for seed in (1, 2):
         run = json.loads((built / layout.run_files("results", f"next_stage/seed{seed}").run).read_text())
         assert run["config"]["seed"] == seed
-        assert f"results/experiments/fan/seed{seed}/model-final.params" in run["initialised_from"]
+        # through rule release_model's hard link of that run's final parameters
+        released = layout.released_model("results", f"fan/seed{seed}")["params"]
+        assert released in run["initialised_from"]
+        final = layout.run_files("results", f"fan/seed{seed}").params
+        assert (built / released).stat().st_ino == (built / final).stat().st_ino
 
 
 @pytest.mark.workflow
