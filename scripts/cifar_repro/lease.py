@@ -102,10 +102,14 @@ class RunLease:
             log.warning("%s is unreadable (%s): treating it as stale", self.path, error)
             return dataclasses.replace(self.me, host="?", pid=0, slurm_job_id=None, heartbeat=0.0)
 
-    def _write(self) -> None:
+    def _renewed_record(self) -> str:
+        """This holder's record, its heartbeat now."""
         self.me = dataclasses.replace(self.me, heartbeat=time.time())
+        return json.dumps(dataclasses.asdict(self.me))
+
+    def _write(self) -> None:
         with atomic_path(self.path) as partial:
-            partial.write_text(json.dumps(dataclasses.asdict(self.me)))
+            partial.write_text(self._renewed_record())
 
     def _create(self) -> bool:
         """Create the lease if no one holds it."""
@@ -113,9 +117,8 @@ class RunLease:
             descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        self.me = dataclasses.replace(self.me, heartbeat=time.time())
         with os.fdopen(descriptor, "w") as lease:
-            lease.write(json.dumps(dataclasses.asdict(self.me)))
+            lease.write(self._renewed_record())
             lease.flush()
             os.fsync(lease.fileno())
         return True
