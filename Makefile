@@ -14,7 +14,8 @@
 #                         demo data; fp32 vs bf16 per network; the data chain vs the naive route, and cifar10_quick's time to 85 %
 #                         and 90 % (trained first if it has not been: ~25 min), on the real CIFAR-10
 #                         (needs ../shared/tools/cifar10_from_jpg.py)
-#   make benchmark-cluster  the demo through a throwaway local Slurm vs the local profile (root)
+#   make benchmark-cluster  the demo through a throwaway local Slurm vs the local profile, and a run
+#                         over several jobs: each stop's and resume's cost, the lease's overhead (root)
 #   make report-screenshot  the demo report rendered by headless Chromium (apt-get install chromium)
 
 PYTHON ?= python3.11
@@ -131,11 +132,13 @@ benchmark: $(READY) $(REAL_ARCHIVE) $(CPU_REAL_ARCHIVE)
 	$(RUN) PYTHONPATH=scripts python scripts/benchmarks/time_to_accuracy.py --config config/cpu-real.yaml \
 	  --experiment cifar10_quick --tsv results/benchmark/time_to_accuracy.tsv
 
-# The demo through a throwaway local Slurm against the local profile (root, like test-cluster).
+# The demo through a throwaway local Slurm against the local profile, and what a run over several
+# jobs pays (root, like test-cluster).
 benchmark-cluster: $(READY)
 	trap 'bash tests/cluster/local_slurm.sh stop $(SLURM_DIR)' EXIT; \
 	NODE_CPUS=$(CORES) bash tests/cluster/local_slurm.sh start $(SLURM_DIR) && \
-	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py --cores $(CORES)
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf python scripts/benchmarks/cluster_overhead.py --cores $(CORES) && \
+	$(RUN) SLURM_CONF=$(SLURM_DIR)/slurm.conf PYTHONPATH=scripts python scripts/benchmarks/long_runs.py --cores $(CORES)
 
 clean-demo:
 	rm -rf results/demo

@@ -5,7 +5,15 @@ workflow runs the same function on every config (tests/test_training.py checks t
 import pytest
 from conftest import tiny_experiment
 
-from cifar_repro.config_checks import capped_gpu_warnings, job_gpus, runs_by_experiment
+from cifar_repro.config_checks import (
+    SPARE_ATTEMPTS,
+    capped_gpu_warnings,
+    job_gpus,
+    job_minutes,
+    run_minutes,
+    runs_by_experiment,
+    training_retries,
+)
 from cifar_repro.errors import InputError
 from cifar_repro.schema import validated_config, with_defaults
 
@@ -152,3 +160,17 @@ def test_a_job_asks_for_its_gpus_times_its_workers_and_a_lower_limit_is_named():
 def test_hand_built_experiments_get_the_cross_checks_too():
     with pytest.raises(InputError, match="warmup_epochs: 3 leaves none"):
         with_defaults(tiny_experiment(lr_schedule={"type": "one_cycle", "warmup_epochs": 3}))
+
+
+def test_a_run_longer_than_max_job_minutes_asks_for_the_cap_and_retries_enough_jobs_to_finish():
+    seed_run = {"num_epochs": 300}  # 1440 minutes at the seeds' pace, doubled
+    assert run_minutes(seed_run) == 1440
+    assert job_minutes(seed_run, None) == 1440
+    assert job_minutes(seed_run, 720) == 720
+    assert job_minutes({"num_epochs": 4}, 720) == 60  # a short run asks for its own hour
+    # 2 jobs of 720 minutes, the first not a retry, plus 2 spare
+    assert training_retries([{"num_epochs": 4}, seed_run], 720) == 1 + SPARE_ATTEMPTS
+    assert training_retries([seed_run], 1440) == SPARE_ATTEMPTS
+    assert training_retries([seed_run], 1) == 1439 + SPARE_ATTEMPTS
+    assert training_retries([seed_run], None) is None  # without a cap, --retries decides
+    assert training_retries([], 720) is None

@@ -58,7 +58,12 @@ def current_optimizer(module: mx.mod.Module) -> mx.optimizer.Optimizer:
 class Checkpoints:
     folder: Path
     fingerprint: str
-    log: Path | None = None  # the rule's log, whose state at each checkpoint is kept with it
+
+    @property
+    def run_log(self) -> Path:
+        """The rule's log, kept here: the rule's log file is a hard link to it, so the log lives on
+        when a second Snakemake of the run deletes the rule's log before its job (and is refused)."""
+        return self.folder / "train.log"
 
     def params_path(self, epoch: int) -> Path:
         return self.folder / f"model-{epoch:04d}.params"
@@ -93,13 +98,9 @@ class Checkpoints:
         if updater:
             with atomic_path(self.states_path(epoch)) as partial:
                 partial.write_bytes(updater.get_states(dump_optimizer=True))
-        if self.log and self.log.exists():  # a second Snakemake of the run deletes it before its job
+        if self.run_log.exists():  # training outside a rule (run.open_logs) has none
             with atomic_path(self.log_path(epoch)) as partial:
-                shutil.copyfile(self.log, partial)
-        elif self.log:
-            log.warning(
-                "%s is gone (deleted by another Snakemake?): no log kept with epoch %d", self.log, epoch
-            )
+                shutil.copyfile(self.run_log, partial)
         with atomic_path(self.progress_path) as partial:
             partial.write_text(json.dumps({"fingerprint": self.fingerprint, "epoch": epoch, "rows": rows}))
         if epoch > 1:  # keep the initial model (epoch 0) and the latest epoch only

@@ -1,8 +1,9 @@
 """What the config schema cannot say: names that must refer to other config entries, values that
-must agree with each other, and the GPUs each training job asks for. The workflow runs these checks
-on every config after validating it against the schema (common.smk); so does schema.with_defaults,
-for the experiments the benchmarks and tests build by hand."""
+must agree with each other; and what each training job asks for (GPUs, wall time, retries). The
+workflow runs these checks on every config after validating it against the schema (common.smk); so
+does schema.with_defaults, for the experiments the benchmarks and tests build by hand."""
 
+import math
 import re
 from pathlib import Path
 
@@ -18,6 +19,34 @@ def runs_by_experiment(experiments: dict[str, dict]) -> dict[str, dict[str, dict
 def job_gpus(experiment: dict) -> int:
     """GPUs of an experiment's training job: `gpus` for each of its workers."""
     return experiment["gpus"] * experiment.get("distributed", {}).get("workers", 1)
+
+
+# Hours per epoch of the seeds on 4 GPUs: ResNeXt-101 takes 12+ hours for 300 epochs ("Even
+# faster?" part 3); twice that covers slower GPUs and evaluation.
+HOURS_PER_EPOCH = 2 * 12 / 300
+# Attempts beyond those a run's size needs: a job ended early (scancel, a node lost without requeue)
+# or epochs slower than HOURS_PER_EPOCH.
+SPARE_ATTEMPTS = 2
+
+
+def run_minutes(experiment: dict) -> int:
+    """Wall time a whole training run may take, from its epoch count (at least an hour)."""
+    return max(60, round(experiment["num_epochs"] * HOURS_PER_EPOCH * 60))
+
+
+def job_minutes(experiment: dict, max_job_minutes: int | None) -> int:
+    """Wall-time limit of a training job (Slurm's `runtime`): its run's, at most max_job_minutes."""
+    return min(run_minutes(experiment), max_job_minutes or math.inf)
+
+
+def training_retries(runs: list[dict], max_job_minutes: int | None) -> int | None:
+    """Retries of a failed training job, each a new job resuming from the last checkpoint: the jobs
+    the longest run needs, ceil(its minutes / max_job_minutes), less the first, plus SPARE_ATTEMPTS.
+    None without the cap (or runs): --retries decides."""
+    if max_job_minutes is None or not runs:
+        return None
+    longest = max(run_minutes(run) for run in runs)
+    return math.ceil(longest / max_job_minutes) - 1 + SPARE_ATTEMPTS
 
 
 def check_config(config: dict) -> None:

@@ -42,6 +42,7 @@ def rule_log(snakemake, open_log: bool = True) -> Iterator[logging.Logger]:
     try:
         yield log
     except Exception as error:  # every failure ends the same way, whatever raised it
-        log.debug("traceback:", exc_info=True)  # the log file only: the terminal gets one line
+        if not isinstance(error, StoppedToResume):  # a planned stop, not a failure to debug
+            log.debug("traceback:", exc_info=True)  # the log file only: the terminal gets one line
         log.error("%s", failure_line(snakemake.rule, error, [str(path) for path in snakemake.input]))
         sys.exit(1)

@@ -292,7 +292,7 @@ def set_up(
     begin, rows = checkpoints.latest()  # before joining: rank 0 cannot move on until all have
     kvstore = None
     if job.distributed:
-        kvstore = join_kvstore(job.distributed["kvstore"], job.log, job.distributed_dir)
+        kvstore = join_kvstore(job.distributed["kvstore"], checkpoints.run_log, job.distributed_dir)
         # in this worker's own log, which it has only now that it knows its rank
         log.info(
             "worker rank %d trains on GPU ids %s: %s", kvstore.rank, assigned.gpu_ids, assigned.description
@@ -482,7 +482,7 @@ def num_classes_of(job: TrainingJob) -> int:
 def checkpoints_of(job: TrainingJob) -> Checkpoints:
     """The run's checkpoints, of its settings; each keeps the rule's log as it was then."""
     settings = training_settings(job.experiment)
-    return Checkpoints(Path(job.checkpoint_dir), fingerprint(settings, num_classes_of(job)), Path(job.log))
+    return Checkpoints(Path(job.checkpoint_dir), fingerprint(settings, num_classes_of(job)))
 
 
 def train(job: TrainingJob, stop: StopConditions | None = None) -> None:

@@ -99,6 +99,8 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$node_cpus RealMemory=20000 Gres=gpu:4 State=UNKNOWN
 PartitionName=gpu Nodes=$host Default=YES MaxTime=INFINITE State=UP
+# a partition whose jobs end after a minute: runs longer than that span several jobs (test_cluster)
+PartitionName=short Nodes=$host MaxTime=1 State=UP
 CONF
   echo "NodeName=$host Name=gpu File=/dev/fakegpu[0-3]" > "$dir/gres.conf"
 }

@@ -19,7 +19,9 @@ from cifar_repro.config_checks import (  # noqa: E402
     capped_gpu_warnings,
     check_config,
     job_gpus,
+    job_minutes,
     runs_by_experiment,
+    training_retries,
 )
 from cifar_repro.download import archive_name, local_source  # noqa: E402
 from cifar_repro.schema import training_settings  # noqa: E402
@@ -39,6 +41,7 @@ RUNS_OF = runs_by_experiment(EXPERIMENTS)
 RUNS = {run: spec for runs in RUNS_OF.values() for run, spec in runs.items()}
 PRETRAINED = config["pretrained_models"]
 FIGURES = config["figures"]
+MAX_JOB_MINUTES = config["max_job_minutes"]  # a Slurm partition's MaxTime, or None
 
 
 def choice_of(names):
@@ -69,6 +72,13 @@ onstart:
         raise WorkflowError(
             "the slurm executor (workflow/profiles/slurm) needs Slurm's sbatch, which is not on "
             "PATH: run on a machine of the cluster (a login node), or load its Slurm module"
+        )
+    # the profile sets it, but a --config on the command line replaces the profile's
+    if workflow.executor_plugin.name == "slurm" and MAX_JOB_MINUTES is None:
+        logger.warning(
+            "max_job_minutes is not set: each training job asks Slurm for its whole run's time and "
+            "is not retried; give your partition's MaxTime (sinfo -o '%P %l') with --config "
+            "max_job_minutes=<minutes>"
         )
 
 
@@ -196,14 +206,19 @@ def training_inputs(wildcards):
     return inputs
 
 
-# Hours per epoch of the seeds on 4 GPUs: ResNeXt-101 takes 12+ hours for 300 epochs ("Even
-# faster?" part 3); twice that covers slower GPUs and evaluation.
-HOURS_PER_EPOCH = 2 * 12 / 300
-
-
 def training_minutes(wildcards):
-    """Wall-time limit of a training job (the Slurm executor's `runtime`), from its epoch count."""
-    return max(60, round(run_config(wildcards)["num_epochs"] * HOURS_PER_EPOCH * 60))
+    """Wall-time limit of a training job (the Slurm executor's `runtime`)."""
+    return job_minutes(run_config(wildcards), MAX_JOB_MINUTES)
+
+
+def train_retries():
+    """Rule train's `retries` (which wins over --retries), from the runs' sizes; none in the
+    Snakemake inside a job: only the head retries, in a new job."""
+    return (
+        None
+        if workflow.remote_exec
+        else training_retries(list(RUNS.values()), MAX_JOB_MINUTES)
+    )
 
 
 def training_nodes(wildcards):

@@ -31,6 +31,7 @@ rule train:
         layout.training_log(OUT, "{run}"),
     benchmark:
         f"{OUT}/benchmarks/train/{{run}}.tsv"
+    retries: train_retries()
     conda:
         training_env
     # a GPU job needs a few cores to decode and augment images (profiles raise it: set-threads)
