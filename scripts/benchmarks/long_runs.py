@@ -141,11 +141,10 @@ def main() -> int:
         for _ in range(args.rounds):
             leased.append(timed_run(data, experiment, with_lease=True))
             bare.append(timed_run(data, experiment, with_lease=False))
-        batches = experiment["num_epochs"] * -(
-            -len(Path(data.train_idx).read_text().splitlines()) // experiment["batch_size"]
+        images = len(Path(data.train_idx).read_text().splitlines())
+        batches = experiment["num_epochs"] * -(-images // experiment["batch_size"])
         check, heartbeat = part_costs(work)
     ratio = statistics.median(leased) / statistics.median(bare)
-    )
     run_seconds = statistics.median(bare)
     bound = (batches * check + run_seconds / HEARTBEAT_SECONDS * heartbeat) / run_seconds
     print(
